@@ -1,0 +1,1 @@
+"""LatentForensics core: align, invert, reconstruct, classify, explain."""
