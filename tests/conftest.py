@@ -1,6 +1,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,3 +16,51 @@ def data_dir() -> Path:
     if not DATA.is_dir():
         pytest.fail(f"test data not found at {DATA}; set LF_DATA to ../shared/data")
     return DATA
+
+
+@pytest.fixture(scope="session")
+def dfdc_pairs(data_dir):
+    """A few (real, fake) DFDC crop pairs of the same source video, from the test split."""
+    from lf_core.data import read_manifest, split_of
+
+    items = read_manifest(data_dir / "dfdc_faces" / "manifest.csv")
+    real = {it.group: it.path for it in items if it.label == 0}
+    pairs = [(real[it.group], it.path) for it in items
+             if it.label == 1 and it.group in real and split_of(it.group) == "test"]
+    return pairs[:6]
+
+
+@pytest.fixture(scope="session")
+def model():
+    """The embedded default model (weights/), as users get it."""
+    from lf_core.model import load_model
+
+    return load_model()
+
+
+@pytest.fixture(scope="session")
+def detector(model, data_dir, tmp_path_factory):
+    """A small logistic-regression detector on encoder-only codes of DFDC train-split crops
+    (tests need one that is independent of the shipped detector)."""
+    from lf_core import invert
+    from lf_core.align import align
+    from lf_core.classify import LogReg
+    from lf_core.data import read_manifest, split_of
+    from lf_core.errors import NoFaceError
+    from lf_core.io import load_image
+
+    items = [it for it in read_manifest(data_dir / "dfdc_faces" / "manifest.csv")
+             if split_of(it.group) == "train"]
+    picked = [it for it in items if it.label == 0][:12] + [it for it in items if it.label == 1][:12]
+    crops, ys = [], []
+    for it in picked:
+        try:
+            crops.append(align(load_image(it.path), max_faces=1)[0].crop)
+            ys.append(it.label)
+        except NoFaceError:
+            pass
+    X = invert.encode(model, np.stack(crops))
+    det = LogReg().fit(X, np.array(ys))
+    path = tmp_path_factory.mktemp("det") / "det.safetensors"
+    det.save(path, metrics={"projector": {"kind": "stylegan", "steps": 0}})
+    return det

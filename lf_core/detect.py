@@ -1,0 +1,199 @@
+"""The whole verdict: image or video -> faces -> W+ codes -> probability of fake -> decision.
+
+    res = predict_image("face.jpg", steps=20, prior_fake=0.5)
+    res.faces[0].prob_fake, res.faces[0].verdict
+
+The decision is the paper's prior rule (classify.decide): fake when
+p(x|fake) / p(x|real) >= pi_real / pi_fake, pi_fake = `prior_fake`, the share of fakes
+the user expects.
+"""
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import invert as inv
+from .align import align
+from .classify import decide, likelihood_ratio, load_classifier
+from .errors import LFError, NoFaceError, WeightsError
+from .io import load_image, read_video, video_info
+from .model import WEIGHTS_DIR, load_model
+
+DEFAULT_DETECTOR = WEIGHTS_DIR / "detector-default.safetensors"
+VIDEO_RULE = ("video p_fake = mean of the per-frame p_fake of the largest face, over the "
+              "sampled frames where a face was found; then the same prior rule")
+
+
+@dataclass
+class Verdict:
+    prob_fake: float  # posterior under the detector's training balance
+    likelihood_ratio: float  # p(x|fake) / p(x|real)
+    prior_fake: float
+    is_fake: bool
+
+    @property
+    def label(self):
+        return "fake" if self.is_fake else "real"
+
+
+@dataclass
+class FaceResult:
+    box: tuple  # (x0, y0, x1, y1) in the source image
+    det_score: float
+    prob_fake: float
+    verdict: str  # "fake" | "real"
+    likelihood_ratio: float
+    steps: int
+    psnr: float  # reconstruction vs aligned crop, dB
+    timings: dict  # seconds per stage: align, encode, invert, classify
+    crop: np.ndarray = field(repr=False, default=None)  # (256, 256, 3) uint8
+    recon: np.ndarray = field(repr=False, default=None)  # (256, 256, 3) uint8
+    w: np.ndarray = field(repr=False, default=None)  # (1, 14, 512)
+
+    def to_json(self):
+        d = {k: v for k, v in asdict(self).items() if k not in ("crop", "recon", "w")}
+        d["box"] = [int(v) for v in self.box]
+        return d
+
+
+@dataclass
+class ImageResult:
+    path: str
+    faces: list
+    weights: str
+    detector: str
+    prior_fake: float
+    timings: dict
+
+    def to_json(self):
+        return {"path": self.path, "weights": self.weights, "detector": self.detector,
+                "prior_fake": self.prior_fake, "timings": self.timings,
+                "faces": [f.to_json() for f in self.faces]}
+
+
+@dataclass
+class FrameResult:
+    index: int
+    time_s: float
+    faces: list  # FaceResult, largest first; empty when no face
+
+
+@dataclass
+class VideoResult:
+    path: str
+    frames: list
+    prob_fake: float | None  # None when no frame had a face
+    verdict: str  # "fake" | "real" | "no face"
+    rule: str
+    weights: str
+    detector: str
+    prior_fake: float
+    every: int
+
+    def to_json(self):
+        return {"path": self.path, "prob_fake": self.prob_fake, "verdict": self.verdict,
+                "rule": self.rule, "weights": self.weights, "detector": self.detector,
+                "prior_fake": self.prior_fake, "every": self.every,
+                "frames": [{"index": f.index, "time_s": round(f.time_s, 3),
+                            "faces": [x.to_json() for x in f.faces]} for f in self.frames]}
+
+
+_DETECTORS = {}
+
+
+def load_detector(path=None):
+    """The latent classifier at `path` (default: $LF_DETECTOR or weights/)."""
+    path = Path(path or os.environ.get("LF_DETECTOR") or DEFAULT_DETECTOR)
+    if str(path) not in _DETECTORS:
+        if not path.exists():
+            raise WeightsError(f"detector not found: {path}. Train one with `lf train` "
+                               "or point LF_DETECTOR at a .safetensors detector")
+        _DETECTORS[str(path)] = load_classifier(path)
+    return _DETECTORS[str(path)]
+
+
+def classify(w, detector=None, prior_fake=0.5) -> Verdict:
+    """W+ code (1, 14, 512) -> Verdict under the prior rule."""
+    det = detector if detector is not None and not isinstance(detector, (str, Path)) \
+        else load_detector(detector)
+    p = float(det.predict_proba(np.asarray(w, np.float32).reshape(1, 14, 512))[0, 1])
+    share = det.train_fake_share_
+    return Verdict(p, float(likelihood_ratio(p, share)), prior_fake,
+                   bool(decide(p, prior_fake, share)))
+
+
+def score_face(face, model, detector, steps=0, prior_fake=0.5, **invert_kw) -> FaceResult:
+    """One aligned Face -> FaceResult (inversion with `steps` steps, then the detector)."""
+    r = inv.run(model, face.crop, steps=steps, **invert_kw)
+    t = time.perf_counter()
+    v = classify(r.w, detector, prior_fake)
+    return FaceResult(tuple(face.box), float(face.score), v.prob_fake, v.label,
+                      v.likelihood_ratio, r.steps, r.psnr,
+                      {"encode": r.encode_s, "invert": r.optimize_s,
+                       "classify": time.perf_counter() - t},
+                      face.crop, r.image, r.w)
+
+
+def predict_image(src, steps=0, prior_fake=0.5, model=None, detector=None, max_faces=4):
+    """Image (path, bytes or array) -> ImageResult. Raises BadInputError / NoFaceError."""
+    model = model or load_model()
+    det = detector if detector is not None and not isinstance(detector, (str, Path)) \
+        else load_detector(detector)
+    t0 = time.perf_counter()
+    img = load_image(src)
+    t1 = time.perf_counter()
+    faces = align(img, max_faces=max_faces)
+    t2 = time.perf_counter()
+    out = []
+    for f in faces:
+        r = score_face(f, model, det, steps, prior_fake)
+        r.timings = {"align": (t2 - t1) / len(faces), **r.timings}
+        out.append(r)
+    return ImageResult(str(src) if isinstance(src, (str, Path)) else "<image>", out,
+                       model.name, describe_detector(det), prior_fake,
+                       {"decode": t1 - t0, "align": t2 - t1, "total": time.perf_counter() - t0})
+
+
+def predict_video(path, every=10, steps=0, prior_fake=0.5, model=None, detector=None,
+                  max_frames=None, on_frame=None):
+    """Video -> VideoResult: every `every`-th frame aligned and scored (largest face)."""
+    model = model or load_model()
+    det = detector if detector is not None and not isinstance(detector, (str, Path)) \
+        else load_detector(detector)
+    video_info(path)  # raises BadInputError for an unreadable file
+    frames = []
+    for fr in read_video(path, every=every, max_frames=max_frames):
+        try:
+            faces = align(fr.image, max_faces=1)
+            res = [score_face(faces[0], model, det, steps, prior_fake)]
+        except NoFaceError:
+            res = []
+        frames.append(FrameResult(fr.index, fr.time_s, res))
+        if on_frame is not None:
+            on_frame(frames[-1])
+    return aggregate(frames, str(path), model.name, describe_detector(det), prior_fake,
+                     every, det.train_fake_share_)
+
+
+def aggregate(frames, path, weights, detector, prior_fake, every, train_fake_share=0.5):
+    ps = [f.faces[0].prob_fake for f in frames if f.faces]
+    if not ps:
+        return VideoResult(path, frames, None, "no face", VIDEO_RULE, weights, detector,
+                           prior_fake, every)
+    p = float(np.mean(ps))
+    verdict = "fake" if decide(p, prior_fake, train_fake_share) else "real"
+    return VideoResult(path, frames, p, verdict, VIDEO_RULE, weights, detector, prior_fake, every)
+
+
+def describe_detector(det):
+    m = det.metrics or {}
+    proj = m.get("projector", {})
+    return f"{type(det).__name__} on {proj.get('kind', 'stylegan')} codes" + (
+        f" ({proj.get('steps', 0)} steps)" if proj else "")
+
+
+__all__ = ["Verdict", "FaceResult", "ImageResult", "VideoResult", "classify", "predict_image",
+           "predict_video", "load_detector", "LFError"]

@@ -1,0 +1,143 @@
+"""GAN inversion: aligned face -> W+ code (1, 14, 512), and back.
+
+    for p in invert(model, crop, steps=100):      # a generator of Progress
+        show(p.step, p.losses, p.image)
+    w = p.result.w                                # the last Progress carries the Inversion
+
+The encoder gives the first code; then `steps` Adam steps on w minimise
+    L(w) = a_pix |G(w) - x|^2 + a_perc P(G(w), x) + a_dom |w - E(G(w))|^2
+P is LPIPS when its backbone weights are on disk, otherwise 1 - MS-SSIM (see losses.py;
+`Inversion.perceptual` names which). The last term is the In-Domain inversion regulariser
+(only for models with an encoder). steps=0 means encoder only.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .losses import perceptual, psnr, ssim
+
+
+@dataclass
+class Inversion:
+    w: np.ndarray  # (1, 14, 512) float32
+    image: np.ndarray  # (256, 256, 3) uint8, G(w)
+    steps: int
+    perceptual: str  # what the perceptual term was ("LPIPS (vgg)" or the fallback)
+    losses: list = field(default_factory=list)  # one dict of loss terms per step
+    psnr: float = 0.0  # dB, G(w) against the input crop
+    ssim: float = 0.0
+    encode_s: float = 0.0
+    optimize_s: float = 0.0
+
+
+@dataclass
+class Progress:
+    step: int  # 0 = encoder only
+    steps: int
+    losses: dict  # {"pixel": ..., "perceptual": ..., "domain": ..., "total": ...}
+    elapsed_s: float
+    eta_s: float
+    image: np.ndarray | None = None  # (256, 256, 3) uint8, every `every` steps and at the end
+    result: Inversion | None = None  # set on the last Progress
+
+
+def to_tensor(img):
+    """(H, W, 3) or (N, H, W, 3) uint8 -> (N, 3, H, W) float32 in [-1, 1]."""
+    x = torch.from_numpy(np.array(img, dtype=np.float32, copy=True))
+    if x.ndim == 3:
+        x = x[None]
+    return x.permute(0, 3, 1, 2) / 127.5 - 1
+
+
+def to_image(x):
+    """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8."""
+    x = ((x.detach().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def encode(model, crops):
+    """Encoder-only codes. crops: (N, 256, 256, 3) uint8 -> (N, 14, 512) float32."""
+    x = to_tensor(crops)
+    with torch.no_grad():
+        if model.E is None:
+            return model.w_avg[None].expand(len(x), -1, -1).numpy().copy()
+        return model.E(x).numpy()
+
+
+def reconstruct(model, w):
+    """G(w). w: (14, 512) or (N, 14, 512) -> (N, 256, 256, 3) uint8."""
+    w = torch.as_tensor(np.asarray(w, dtype=np.float32))
+    if w.ndim == 2:
+        w = w[None]
+    with torch.no_grad():
+        return to_image(model.G(w))
+
+
+def invert(model, crop, steps=100, lr=0.01, a_pix=1.0, a_perc=1.0, a_dom=0.5, every=10,
+           seed=0, should_stop=None):
+    """Generator of Progress; returns (and attaches to the last Progress) an Inversion.
+
+    crop: (256, 256, 3) uint8 aligned face. should_stop: callable -> True to stop early
+    (the result then holds the code reached so far).
+    """
+    if steps < 0:
+        raise ValueError("steps must be >= 0")
+    torch.manual_seed(seed)
+    perc = perceptual()
+    x = to_tensor(crop)  # (1, 3, 256, 256)
+    t0 = time.perf_counter()
+    w0 = torch.from_numpy(encode(model, crop[None]))  # (1, 14, 512)
+    encode_s = time.perf_counter() - t0
+
+    history = []
+    w = w0.clone().requires_grad_(steps > 0)
+    opt = torch.optim.Adam([w], lr=lr) if steps else None
+    t1 = time.perf_counter()
+    with torch.no_grad():
+        y = model.G(w0)
+    yield Progress(0, steps, {}, time.perf_counter() - t0, 0.0, image=to_image(y)[0])
+    step = 0
+    for step in range(1, steps + 1):
+        y = model.G(w)
+        terms = {"pixel": F.mse_loss(y, x), "perceptual": perc(y, x).mean()}
+        loss = a_pix * terms["pixel"] + a_perc * terms["perceptual"]
+        if a_dom and model.E is not None:
+            terms["domain"] = F.mse_loss(w, model.E(y))
+            loss = loss + a_dom * terms["domain"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses = {k: float(v) for k, v in terms.items()} | {"total": float(loss)}
+        history.append(losses)
+        took = time.perf_counter() - t1
+        show = step % every == 0 or step == steps
+        stop = should_stop is not None and should_stop()
+        if not (show or stop):
+            yield Progress(step, steps, losses, time.perf_counter() - t0, took / step * (steps - step))
+            continue
+        if stop:
+            break
+        with torch.no_grad():
+            img = to_image(model.G(w))[0]
+        yield Progress(step, steps, losses, time.perf_counter() - t0,
+                       took / step * (steps - step), image=img)
+
+    with torch.no_grad():
+        y = model.G(w)
+        p, s = float(psnr(y, x)), float(ssim(y.clamp(-1, 1), x))
+    result = Inversion(w.detach().numpy().copy(), to_image(y)[0], len(history), perc.name,
+                       history, p, s, encode_s, time.perf_counter() - t1)
+    yield Progress(len(history), steps, history[-1] if history else {},
+                   time.perf_counter() - t0, 0.0, image=result.image, result=result)
+    return result
+
+
+def run(model, crop, **kw) -> Inversion:
+    """invert() to the end, for callers that do not stream."""
+    for p in invert(model, crop, **kw):
+        pass
+    return p.result

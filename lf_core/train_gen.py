@@ -1,0 +1,261 @@
+"""Train the embedded compact StyleGAN2 generator + W+ encoder on real faces only.
+
+    lf train-generator --out runs/gen --hours 2          # resumes from runs/gen/last.pt
+
+1. `build_cache`: align every real face of ../shared/data (FFHQ real, LFW, the real DFDC
+   crops of the groups in the 'train' split of lf_core.data.split_of) into a uint8 array
+   (N, 256, 256, 3); faces that do not align are listed, not dropped silently. A fixed
+   validation set comes from the 'val' split (identities / groups never trained on).
+2. `train`: encoder -> W+ -> generator as an auto-encoder. Loss per batch x:
+       w = E(x); y = G(w)
+       L = |y - x|^2 + a_ssim (1 - MS-SSIM(y, x)) + a_cyc |E(y) - w|^2 + a_reg |w - w_avg|^2
+   The cycle term keeps codes in the generator's domain (E(G(w)) = w, as the In-Domain
+   inversion recipe asks of its encoder); w_avg is a running mean of the codes.
+   Checkpoints (full state) every few minutes; the shipped weights (fp16 safetensors) are
+   exported from them. Deterministic for a seed (same data order, same init).
+"""
+
+import json
+import os
+import time
+from dataclasses import dataclass, asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from . import nets
+from .data import data_dir, read_manifest, split_of
+from .losses import ms_ssim_loss, psnr, ssim
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "lf-compact-256.safetensors"
+
+
+def real_faces(split):
+    """[(path, source)] of the real faces of a split, from the three folders."""
+    root, out = data_dir(), []
+    for it in read_manifest(root / "ffhq_stylegan" / "manifest.csv"):
+        if it.label == 0 and split_of("ffhq/" + it.path.name) == split:
+            out.append((it.path, "ffhq"))
+    for it in read_manifest(root / "lfw" / "manifest.csv"):
+        if split_of("lfw/" + it.group) == split:  # group = identity
+            out.append((it.path, "lfw"))
+    for it in read_manifest(root / "dfdc_faces" / "manifest.csv"):
+        if it.label == 0 and split_of(it.group) == split:
+            out.append((it.path, "dfdc"))
+    return out
+
+
+def build_cache(out, split, limit=None, log=print):
+    """Align the real faces of `split` into out/faces_{split}.npy (N, 256, 256, 3) uint8.
+    Resumable: progress is kept in out/faces_{split}.partial/ chunk files."""
+    from tqdm import tqdm
+
+    from .align import align
+    from .errors import LFError
+    from .io import load_image
+
+    out = Path(out)
+    final = out / f"faces_{split}.npy"
+    if final.exists():
+        return np.load(final, mmap_mode="r")
+    items = real_faces(split)
+    if limit:
+        rng = np.random.default_rng(0)
+        items = [items[i] for i in sorted(rng.permutation(len(items))[:limit])]
+    part = out / f"faces_{split}.partial"
+    part.mkdir(parents=True, exist_ok=True)
+    chunk = 500
+    missed = []
+    for c0 in tqdm(range(0, len(items), chunk), desc=f"align {split}", unit="chunk"):
+        f = part / f"{c0:06d}.npz"
+        if f.exists():
+            continue
+        crops, paths = [], []
+        for path, src in items[c0:c0 + chunk]:
+            try:
+                crops.append(align(load_image(path), max_faces=1)[0].crop)
+                paths.append(str(path))
+            except LFError as e:
+                missed.append(f"{path}\t{e}")
+        tmp = part / f"{c0:06d}.tmp.npz"
+        np.savez(tmp, crops=np.stack(crops) if crops else np.zeros((0, 256, 256, 3), np.uint8),
+                 paths=np.array(paths))
+        os.replace(tmp, f)
+    crops, paths = [], []
+    for f in sorted(part.glob("[0-9]*.npz")):
+        z = np.load(f)
+        crops.append(z["crops"])
+        paths += list(z["paths"])
+    arr = np.concatenate(crops)
+    np.save(out / f"faces_{split}.tmp.npy", arr)
+    os.replace(out / f"faces_{split}.tmp.npy", final)
+    (out / f"faces_{split}.paths.txt").write_text("\n".join(paths) + "\n")
+    (out / f"faces_{split}.missed.txt").write_text("\n".join(missed) + "\n")
+    log(f"{split}: {len(arr)} faces aligned, {len(items) - len(arr)} missed "
+        f"(listed in {out / f'faces_{split}.missed.txt'})")
+    return np.load(final, mmap_mode="r")
+
+
+@dataclass
+class TrainConfig:
+    out: str = "runs/gen"
+    batch: int = 8
+    lr: float = 1e-3
+    a_ssim: float = 0.5
+    a_cyc: float = 0.05
+    a_reg: float = 1e-4
+    hours: float = 1.0
+    steps: int = 0  # 0: until `hours` run out
+    val_every: int = 200
+    ckpt_minutes: float = 5.0
+    seed: int = 0
+    threads: int = 0  # 0: torch default
+    val_size: int = 96
+    limit: int = 0  # cap the training set (tests)
+
+
+def to_tensor(batch):
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def evaluate(G, E, val, batch=16):
+    """Encoder-only reconstruction PSNR / SSIM on the validation faces."""
+    ps, ss = [], []
+    with torch.no_grad():
+        for i in range(0, len(val), batch):
+            x = to_tensor(val[i:i + batch])
+            y = G(E(x)).clamp(-1, 1)
+            ps.append(psnr(y, x, reduce=False))
+            ss.append(ssim(y, x, reduce=False))
+    return {"psnr": float(torch.cat(ps).mean()), "ssim": float(torch.cat(ss).mean())}
+
+
+def export(G, E, path, meta):
+    """Shipped weights: fp16 safetensors with G.* and E.* tensors and JSON metadata."""
+    from safetensors.torch import save_file
+
+    t = {f"G.{k}": v.half().contiguous() for k, v in G.state_dict().items()}
+    t.update({f"E.{k}": v.half().contiguous() for k, v in E.state_dict().items()})
+    md = {"kind": "lf", "g_channels": json.dumps(nets.COMPACT_G_CHANNELS),
+          "e_channels": json.dumps(nets.COMPACT_E_CHANNELS), "train": json.dumps(meta)}
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    save_file(t, str(tmp), metadata=md)
+    os.replace(tmp, path)
+
+
+def load_export(path):
+    """(G, E, meta) from an exported file (fp16 -> fp32)."""
+    from safetensors import safe_open
+
+    G, E = nets.compact_generator(), nets.compact_encoder()
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata().get("train", "{}"))
+        g = {k[2:]: f.get_tensor(k).float() for k in f.keys() if k.startswith("G.")}
+        e = {k[2:]: f.get_tensor(k).float() for k in f.keys() if k.startswith("E.")}
+    G.load_state_dict(g)
+    E.load_state_dict(e)
+    return G, E, meta
+
+
+def train(cfg: TrainConfig, log=print):
+    from tqdm import tqdm
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    faces = build_cache(out, "train", limit=cfg.limit or None, log=log)
+    val = np.asarray(build_cache(out, "val", limit=cfg.val_size, log=log))
+    log(f"training faces: {len(faces)}; validation faces: {len(val)}")
+
+    torch.manual_seed(cfg.seed)
+    G, E = nets.compact_generator(), nets.compact_encoder()
+    params = list(G.parameters()) + list(E.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
+    step, seen, elapsed = 0, 0, 0.0
+    ckpt = out / "last.pt"
+    if ckpt.exists():
+        s = torch.load(ckpt, weights_only=True)
+        G.load_state_dict(s["G"])
+        E.load_state_dict(s["E"])
+        opt.load_state_dict(s["opt"])
+        step, seen, elapsed = s["step"], s["seen"], s["elapsed"]
+        log(f"resumed from {ckpt} at step {step}")
+    elif DEFAULT_WEIGHTS.exists():
+        G, E, meta = load_export(DEFAULT_WEIGHTS)
+        params = list(G.parameters()) + list(E.parameters())
+        opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
+        step, seen, elapsed = meta.get("step", 0), meta.get("seen", 0), meta.get("elapsed", 0.0)
+        log(f"resumed from {DEFAULT_WEIGHTS} (fp16 weights, fresh optimiser) at step {step}")
+
+    n = len(faces)
+    per_epoch = n // cfg.batch
+    budget = cfg.hours * 3600
+    total = cfg.steps or None
+    bar = tqdm(total=total, initial=step if total else 0, unit="step", dynamic_ncols=True)
+    t0, last_ckpt = time.time(), time.time()
+
+    def save(metrics=None):
+        meta = {"step": step, "seen": seen, "elapsed": elapsed, "batch": cfg.batch,
+                "n_train": n, "n_val": len(val), "config": asdict(cfg), "val": metrics or {},
+                "threads": torch.get_num_threads()}
+        tmp = out / "last.tmp.pt"
+        torch.save({"G": G.state_dict(), "E": E.state_dict(), "opt": opt.state_dict(),
+                    "step": step, "seen": seen, "elapsed": elapsed}, tmp)
+        os.replace(tmp, ckpt)
+        export(G, E, out / "lf-compact-256.safetensors", meta)
+        return meta
+
+    metrics = {}
+    while True:
+        if cfg.steps and step >= cfg.steps:
+            break
+        if elapsed + (time.time() - t0) >= budget:
+            break
+        epoch, k = divmod(step, per_epoch)
+        order = np.random.default_rng(cfg.seed + epoch).permutation(n)
+        idx = np.sort(order[k * cfg.batch:(k + 1) * cfg.batch])
+        x = to_tensor(faces[idx])  # (B, 3, 256, 256)
+        flip = torch.from_numpy(np.random.default_rng(cfg.seed * 7919 + step).random(len(idx)) < 0.5)
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+
+        w = E(x)  # (B, 14, 512)
+        y = G(w)  # (B, 3, 256, 256)
+        l_mse = F.mse_loss(y, x)
+        l_ssim = ms_ssim_loss(y, x).mean()
+        l_reg = (w - E.w_avg).pow(2).mean()
+        loss = l_mse + cfg.a_ssim * l_ssim + cfg.a_reg * l_reg
+        if cfg.a_cyc and step % 4 == 0:
+            l_cyc = F.mse_loss(E(y.clamp(-1, 1)), w.detach())
+            loss = loss + cfg.a_cyc * l_cyc
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():  # running mean code, the encoder's zero point
+            E.w_avg.lerp_(w.detach().mean(0), 0.01)
+        step += 1
+        seen += len(idx)
+        bar.update(1)
+        bar.set_postfix(mse=f"{l_mse.item():.4f}", ssim=f"{1 - l_ssim.item():.3f}", ep=epoch)
+
+        if step % cfg.val_every == 0:
+            metrics = evaluate(G, E, val)
+            log(json.dumps({"step": step, "seen": seen, **metrics,
+                            "elapsed_h": round((elapsed + time.time() - t0) / 3600, 3)}))
+            with open(out / "log.jsonl", "a") as f:
+                f.write(json.dumps({"step": step, "seen": seen, **metrics}) + "\n")
+        if time.time() - last_ckpt > cfg.ckpt_minutes * 60:
+            elapsed += time.time() - t0
+            t0 = last_ckpt = time.time()
+            save(metrics)
+    elapsed += time.time() - t0
+    t0 = time.time()
+    metrics = evaluate(G, E, val)
+    meta = save(metrics)
+    bar.close()
+    log(f"stopped at step {step}: {json.dumps(metrics)}")
+    return meta
