@@ -94,6 +94,66 @@ def cmd_train_generator(a):
     return 0
 
 
+def cmd_extract(a):
+    from .errors import LFError
+    from .extract import extract, load_codes
+    from .projectors import PLANNED, PCAProjector, StyleGANProjector, load_projector
+
+    if a.projector in PLANNED:
+        raise LFError(PLANNED[a.projector])
+    if a.limit is not None and a.limit < 0:
+        raise SystemExit(_usage_error(f"--limit must be >= 0, got {a.limit}"))
+    if a.projector == "stylegan":
+        from .model import load_model
+
+        if a.steps < 0:
+            raise SystemExit(_usage_error(f"--steps must be >= 0, got {a.steps}"))
+        proj = StyleGANProjector(load_model(a.weights), steps=a.steps)
+    elif a.pca:
+        proj = load_projector(a.pca)
+        if proj.kind != "pca":
+            raise LFError(f"{a.pca} holds a {proj.kind} projector, not a PCA")
+    else:
+        proj = PCAProjector(n_components=a.components, size=a.pca_size)
+    out = extract(a.manifest, proj, a.output, batch=a.batch, limit=a.limit, split=a.split,
+                  prealigned=a.prealigned, fit_limit=a.fit_limit, overwrite=a.overwrite,
+                  progress=not a.quiet)
+    c = load_codes(out, partial=True)
+    print(f"{out}\t{len(c)} codes {tuple(c.codes.shape[1:])} of {c.meta['n_items']} faces "
+          f"({c.meta['n_failed']} did not align: {out / 'failed.csv'}); {c.projector['name']}")
+    return 0
+
+
+def cmd_train(a):
+    from .evaluate import train_detector
+
+    clf = train_detector(a.codes, a.classifier, a.output, split=a.split, channels=a.channels,
+                         seed=a.seed)
+    m = clf.metrics
+    val = m.get("val")
+    extra = (f"; val acc {val['accuracy']:.3f}, AUC "
+             + ("n/a" if val["roc_auc"] is None else f"{val['roc_auc']:.3f}")) if val else ""
+    print(f"{a.output}\t{type(clf).__name__} on {m['n_train']} faces ({m['n_real']} real, "
+          f"{m['n_fake']} fake, {m['split']} split) of {m['projector'].get('name')}{extra}")
+    return 0
+
+
+def cmd_evaluate(a):
+    from .evaluate import evaluate_detector, report, write_predictions
+
+    if not 0 < a.prior < 1:
+        raise SystemExit(_usage_error(f"--prior must be in (0, 1), got {a.prior}"))
+    res = evaluate_detector(a.input, a.detector, split=a.split, prior_fake=a.prior, work=a.work,
+                            batch=a.batch, progress=not a.quiet and not a.json)
+    if a.predictions:
+        write_predictions(res, a.predictions)
+    if a.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print(report(res))
+    return 0
+
+
 def parser():
     p = argparse.ArgumentParser(
         prog="lf", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -134,6 +194,55 @@ def parser():
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, default=0)
     s.set_defaults(fn=cmd_train_generator)
+
+    s = sub.add_parser("extract", help="align + project the faces of a manifest into codes",
+                       description="Align every face of MANIFEST (path,label[,group]) and "
+                       "project it into a code; writes the CODES folder (chunk files, "
+                       "meta.json, failed.csv). Rerun the same command to resume.")
+    s.add_argument("manifest")
+    s.add_argument("--projector", choices=["stylegan", "pca", "vqvae"], default="stylegan",
+                   help="stylegan: W+ (14, 512); pca: pixels' principal components, fitted on "
+                   "the real train-split faces; vqvae: not available yet")
+    s.add_argument("--steps", type=int, default=0, help="stylegan: inversion steps (0 = encoder only)")
+    s.add_argument("--weights", help="stylegan: generator checkpoint (default: embedded model)")
+    s.add_argument("--components", type=int, default=512, help="pca: number of components")
+    s.add_argument("--pca-size", type=int, default=64, help="pca: crops downsampled to this size")
+    s.add_argument("--pca", help="pca: a fitted projector .safetensors to use instead of fitting")
+    s.add_argument("--fit-limit", type=int, default=5000, help="pca: fit on at most N faces")
+    s.add_argument("--limit", type=int, help="first N faces only (rerun without it to go on)")
+    s.add_argument("--split", choices=["train", "val", "test", "all"], default="all",
+                   help="only the faces of this group split")
+    s.add_argument("--batch", type=int, default=32, help="faces per chunk file")
+    s.add_argument("--prealigned", action="store_true",
+                   help="images are FFHQ-aligned already: resize to 256 px, no face detection")
+    s.add_argument("--overwrite", action="store_true", help="discard codes already in CODES")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.add_argument("-o", "--output", required=True, help="CODES folder")
+    s.set_defaults(fn=cmd_extract)
+
+    s = sub.add_parser("train", help="train a detector on extracted codes")
+    s.add_argument("codes", help="CODES folder from lf extract")
+    s.add_argument("--classifier", choices=["rf", "lr", "mlp2", "mlp5"], default="lr")
+    s.add_argument("--split", choices=["train", "val", "test", "all"], default="train",
+                   help="train on the faces of this group split")
+    s.add_argument("--channels", help="W+ rows to use, e.g. 8-11 or 0,3 (default: all)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("-o", "--output", required=True, help="detector .safetensors")
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("evaluate", help="accuracy, AUC, EER... of a detector on a split",
+                       description="Metrics of DETECTOR on the faces of a split. A manifest is "
+                       "first extracted with the detector's own projector.")
+    s.add_argument("input", metavar="MANIFEST_OR_CODES")
+    s.add_argument("--detector", required=True, help="detector .safetensors (lf train)")
+    s.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
+    s.add_argument("--prior", type=float, default=0.5, help="expected share of fakes, in (0, 1)")
+    s.add_argument("--work", help="manifest input: keep the extracted codes here (resumable)")
+    s.add_argument("--batch", type=int, default=32)
+    s.add_argument("--predictions", help="also write path,label,group,prob_fake,pred CSV here")
+    s.add_argument("--json", action="store_true", help="everything as JSON, with predictions")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(fn=cmd_evaluate)
     return p
 
 

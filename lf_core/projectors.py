@@ -1,0 +1,486 @@
+"""Projectors: aligned face crops -> fixed-size codes that a light classifier can read.
+
+    proj = StyleGANProjector(load_model(), steps=0)      # encoder only (or k inversion steps)
+    codes = proj.project(crops)                          # (N, 256, 256, 3) uint8 -> (N, 14, 512)
+
+    pca = PCAProjector(n_components=512).fit(real_crops)  # unsupervised, real faces only
+    codes = pca.project(crops)                            # (N, 512)
+    pca.save("pca.safetensors"); pca = load_projector("pca.safetensors")
+    pca.reconstruct(codes)                                # (N, 64, 64, 3) uint8, for figures
+
+Every projector has a `kind` ("stylegan", "pca", "crops"), a `meta()` dict (what made the
+codes: it travels with the codes and into a detector's metrics), `project`, `fit` (a no-op
+where nothing is learnt; `needs_fit` says whether it must be called) and `save`/`load`: one
+`.safetensors` file, arrays as tensors plus a JSON header under "lf_projector"; nothing in
+it is executed on load (no pickle).
+
+Adding a projector (e.g. a VQ-VAE-2, planned, see PLANNED): subclass `Projector`, set
+`kind`, implement `project` (and `fit`, `_arrays`, `_from_saved` when it learns
+something), and register the class in PROJECTORS. `make_projector`, `load_projector`,
+`lf extract --projector` and the code folders of lf_core.extract then take it as is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import ClassVar, Iterable
+
+import numpy as np
+
+from .errors import LFError, WeightsError
+
+FORMAT = "latentforensics.projector"
+VERSION = 1
+_META_KEY = "lf_projector"
+CROP = 256  # aligned crop size every projector takes
+
+
+class ProjectorError(LFError):
+    """A projector used wrongly (not fitted, bad crops, unknown or unavailable kind)."""
+
+
+def check_crops(crops) -> np.ndarray:
+    """(N, 256, 256, 3) uint8, N >= 0; one (256, 256, 3) crop is given a batch axis."""
+    a = np.asarray(crops)
+    if a.ndim == 3:
+        a = a[None]
+    if a.ndim != 4 or a.shape[1:] != (CROP, CROP, 3) or a.dtype != np.uint8:
+        raise ProjectorError(f"crops must be (N, {CROP}, {CROP}, 3) uint8 aligned faces, got "
+                             f"{a.shape} {a.dtype}")
+    return a
+
+
+class Projector:
+    """Base class. Subclasses set `kind` and implement `project`."""
+
+    kind: ClassVar[str] = ""
+    needs_fit: ClassVar[bool] = False
+
+    @property
+    def name(self) -> str:
+        """Short human-readable description, e.g. 'stylegan (encoder only)'."""
+        return self.kind
+
+    @property
+    def is_fitted(self) -> bool:
+        return True
+
+    @property
+    def code_shape(self) -> tuple[int, ...]:
+        """Shape of one code (without the batch axis)."""
+        raise NotImplementedError
+
+    def meta(self) -> dict:
+        """JSON-able description of what makes the codes: kind + parameters + provenance.
+        Two projectors give comparable codes when their `identity()` match."""
+        return {"kind": self.kind, "name": self.name, "code_shape": list(self.code_shape)}
+
+    def identity(self) -> dict:
+        """The subset of meta() that must match for codes to be comparable."""
+        m = self.meta()
+        return {k: m[k] for k in m if k not in ("name",)}
+
+    def params(self) -> dict:
+        """Constructor parameters that shape the codes (fit results excluded)."""
+        return {}
+
+    def fit(self, crops) -> "Projector":
+        return self
+
+    def project(self, crops) -> np.ndarray:
+        raise NotImplementedError
+
+    # -- saving: metadata + arrays in one safetensors file
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    @classmethod
+    def _from_saved(cls, meta: dict, arrays: dict, **kw) -> "Projector":
+        raise NotImplementedError
+
+    def save(self, path) -> Path:
+        from safetensors.numpy import save_file
+
+        if not self.is_fitted:
+            raise ProjectorError(f"{self.kind} projector is not fitted: call fit() before save()")
+        path = Path(path)
+        arrays = {k: np.ascontiguousarray(v) for k, v in self._arrays().items()}
+        if not arrays:  # safetensors needs no tensor, but keep one so every file has a body
+            arrays = {"_empty": np.zeros(0, np.float32)}
+        header = {"format": FORMAT, "version": VERSION, **self.meta()}
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file(arrays, str(tmp), metadata={_META_KEY: json.dumps(header)})
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path, **kw) -> "Projector":
+        proj = load_projector(path, **kw)
+        if cls is not Projector and not isinstance(proj, cls):
+            raise WeightsError(f"{path} holds a {proj.kind!r} projector, not a {cls.kind!r} one")
+        return proj
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name}>"
+
+
+# --------------------------------------------------------------------------- StyleGAN
+
+
+def file_digest(path, n=16) -> str | None:
+    """First n hex digits of the file's sha256 (None when it does not exist)."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:n]
+
+
+class StyleGANProjector(Projector):
+    """W+ codes (N, 14, 512) by lf_core.invert: encoder only (steps=0, batched) or the
+    encoder then `steps` optimisation steps per face (invert.run, one face at a time;
+    `invert_kw` goes to it, e.g. lr, a_dom, seed).
+
+    meta() names the weights file and its sha256 prefix: codes from another weights file
+    (the embedded generator is retrained from time to time) are not comparable.
+    """
+
+    kind = "stylegan"
+
+    def __init__(self, model=None, steps: int = 0, batch: int = 16, **invert_kw):
+        if int(steps) < 0:
+            raise ProjectorError(f"steps must be >= 0, got {steps}")
+        if model is None:
+            from .model import load_model
+
+            model = load_model()
+        self.model = model
+        self.steps = int(steps)
+        self.batch = max(1, int(batch))
+        self.invert_kw = dict(invert_kw)
+        self._digest = None
+
+    @property
+    def name(self):
+        how = "encoder only" if self.steps == 0 else f"{self.steps} inversion steps"
+        return f"stylegan ({how}, {Path(self.model.path).name})"
+
+    @property
+    def code_shape(self):
+        return (self.model.n_latent, int(self.model.w_avg.shape[1]))
+
+    def meta(self):
+        if self._digest is None:
+            self._digest = file_digest(self.model.path) or "unknown"
+        return {**super().meta(), "steps": self.steps, "weights": Path(self.model.path).name,
+                "weights_path": str(self.model.path), "weights_sha256": self._digest,
+                "model_kind": self.model.kind, "encoder": self.model.E is not None,
+                "invert_kw": {k: v for k, v in sorted(self.invert_kw.items())}}
+
+    def identity(self):
+        m = self.meta()
+        return {k: m[k] for k in ("kind", "steps", "weights_sha256", "code_shape", "invert_kw")}
+
+    def project(self, crops):
+        from . import invert
+
+        crops = check_crops(crops)
+        if len(crops) == 0:
+            return np.zeros((0, *self.code_shape), np.float32)
+        if self.steps == 0:
+            out = [invert.encode(self.model, crops[i:i + self.batch])
+                   for i in range(0, len(crops), self.batch)]
+            return np.concatenate(out).astype(np.float32, copy=False)
+        out = [invert.run(self.model, c, steps=self.steps, **self.invert_kw).w for c in crops]
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    @classmethod
+    def _from_saved(cls, meta, arrays, model=None, **kw):
+        """Reload with the same weights file (or `model`, when given); warns nothing, but a
+        different sha256 shows in meta()['weights_sha256'] and fails code comparisons."""
+        if model is None:
+            from .model import load_model
+
+            model = load_model(meta.get("weights_path"))
+        return cls(model, steps=meta.get("steps", 0), **(meta.get("invert_kw") or {}))
+
+
+# --------------------------------------------------------------------------- PCA
+
+
+def downsample(crops, size: int) -> np.ndarray:
+    """(N, 256, 256, 3) uint8 -> (N, size * size * 3) float32 in [0, 1] (area averaging)."""
+    import cv2
+
+    crops = check_crops(crops)
+    if size == CROP:
+        small = crops
+    else:
+        small = np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA)
+                          for c in crops]) if len(crops) else np.zeros((0, size, size, 3), np.uint8)
+    return small.reshape(len(crops), -1).astype(np.float32) / 255.0
+
+
+class PCAProjector(Projector):
+    """Linear baseline: principal components of real faces' pixels.
+
+    Each crop is area-downsampled to `size` x `size` (64 by default: 12,288 values, so a
+    512-component fit on thousands of faces takes minutes on a CPU instead of hours, and
+    the face's structure is kept while fine texture is dropped), scaled to [0, 1] and
+    projected on the first `n_components` components: codes (N, n_components) float32,
+    not whitened (raw coordinates; the classifiers standardise).
+
+    Fitted with sklearn's IncrementalPCA on *real* faces only (the `fit` caller's duty:
+    lf_core.extract fits it on the real faces of the manifest's train split), in
+    mini-batches of `batch_size` (>= n_components), so memory stays bounded. Saved as
+    safetensors: components (k, D), mean (D,), explained_variance (k,).
+    """
+
+    kind = "pca"
+    needs_fit = True
+
+    def __init__(self, n_components: int = 512, size: int = 64, batch_size: int | None = None):
+        self.n_components = int(n_components)
+        self.size = int(size)
+        if self.n_components < 1 or not 4 <= self.size <= CROP:
+            raise ProjectorError(f"PCA needs n_components >= 1 and 4 <= size <= {CROP}, got "
+                                 f"{n_components}, {size}")
+        if self.n_components > self.size * self.size * 3:
+            raise ProjectorError(f"PCA of {self.size} px crops has at most "
+                                 f"{self.size * self.size * 3} components, not {n_components}")
+        self.batch_size = int(batch_size or max(2 * self.n_components, 256))
+        if self.batch_size < self.n_components:
+            raise ProjectorError(f"batch_size ({self.batch_size}) must be >= n_components "
+                                 f"({self.n_components})")
+        self.components_ = None  # (k, D) float32
+        self.mean_ = None  # (D,) float32
+        self.explained_variance_ = None  # (k,)
+        self.explained_variance_ratio_ = None  # (k,)
+        self.n_samples_seen_ = 0
+
+    @property
+    def name(self):
+        return f"pca ({self.n_components} components of {self.size}x{self.size} px)"
+
+    @property
+    def is_fitted(self):
+        return self.components_ is not None
+
+    @property
+    def code_shape(self):
+        return (self.n_components,)
+
+    def meta(self):
+        m = {**super().meta(), "n_components": self.n_components, "size": self.size,
+             "n_samples_seen": int(self.n_samples_seen_)}
+        if self.is_fitted:
+            h = hashlib.sha256(self.components_.tobytes()[:1 << 20] + self.mean_.tobytes())
+            m["fit_sha256"] = h.hexdigest()[:16]
+            m["explained_variance_ratio_sum"] = round(float(self.explained_variance_ratio_.sum()), 6)
+        return m
+
+    def identity(self):
+        m = self.meta()
+        return {k: m.get(k) for k in ("kind", "n_components", "size", "fit_sha256")}
+
+    def params(self):
+        return {"n_components": self.n_components, "size": self.size}
+
+    def fit(self, crops) -> "PCAProjector":
+        """crops: (N, 256, 256, 3) uint8, or an iterable of such batches (streamed, so a
+        large set never sits in memory at once). Needs N >= n_components faces."""
+        from sklearn.decomposition import IncrementalPCA
+
+        batches = [crops] if isinstance(crops, np.ndarray) else crops
+        ipca = IncrementalPCA(n_components=self.n_components, batch_size=self.batch_size)
+        # Batches of `batch_size` faces; a flush always leaves >= n_components faces
+        # behind, so the last partial_fit gets enough of them and no face is left out.
+        buf, pending, n = [], 0, 0
+        for b in _iter_batches(batches):
+            buf.append(downsample(b, self.size))
+            pending += len(b)
+            while pending >= self.batch_size + self.n_components:
+                X = np.concatenate(buf)
+                ipca.partial_fit(X[:self.batch_size])
+                n += self.batch_size
+                buf, pending = [X[self.batch_size:]], len(X) - self.batch_size
+        if n + pending < self.n_components:
+            raise ProjectorError(f"PCA with {self.n_components} components needs at least "
+                                 f"that many faces; got {n + pending}")
+        if pending:
+            ipca.partial_fit(np.concatenate(buf))
+            n += pending
+        self.components_ = ipca.components_.astype(np.float32)
+        self.mean_ = ipca.mean_.astype(np.float32)
+        self.explained_variance_ = ipca.explained_variance_.astype(np.float32)
+        self.explained_variance_ratio_ = ipca.explained_variance_ratio_.astype(np.float32)
+        self.n_samples_seen_ = int(n)
+        return self
+
+    def _check(self):
+        if not self.is_fitted:
+            raise ProjectorError("PCA projector is not fitted: fit() it on real faces or load a "
+                                 "saved one")
+
+    def project(self, crops):
+        self._check()
+        X = downsample(crops, self.size)
+        return ((X - self.mean_) @ self.components_.T).astype(np.float32)
+
+    def reconstruct(self, codes, full_size: bool = False) -> np.ndarray:
+        """codes (N, k) -> (N, size, size, 3) uint8 (or 256 x 256, bicubic, with full_size)."""
+        import cv2
+
+        self._check()
+        c = np.asarray(codes, np.float32)
+        if c.ndim == 1:
+            c = c[None]
+        if c.ndim != 2 or c.shape[1] != self.n_components:
+            raise ProjectorError(f"codes must be (N, {self.n_components}), got {c.shape}")
+        X = c @ self.components_ + self.mean_
+        img = np.clip(np.rint(X * 255.0), 0, 255).astype(np.uint8)
+        img = img.reshape(len(c), self.size, self.size, 3)
+        if full_size and self.size != CROP:
+            img = np.stack([cv2.resize(i, (CROP, CROP), interpolation=cv2.INTER_CUBIC)
+                            for i in img]) if len(img) else np.zeros((0, CROP, CROP, 3), np.uint8)
+        return img
+
+    def _arrays(self):
+        return {"components": self.components_, "mean": self.mean_,
+                "explained_variance": self.explained_variance_,
+                "explained_variance_ratio": self.explained_variance_ratio_}
+
+    @classmethod
+    def _from_saved(cls, meta, arrays, **kw):
+        p = cls(meta["n_components"], meta["size"])
+        k, d = p.n_components, p.size * p.size * 3
+        comp, mean = arrays["components"], arrays["mean"]
+        if comp.shape != (k, d) or mean.shape != (d,):
+            raise ValueError(f"components {comp.shape} / mean {mean.shape} do not match "
+                             f"{k} components of {p.size} px")
+        p.components_, p.mean_ = comp.astype(np.float32), mean.astype(np.float32)
+        p.explained_variance_ = arrays["explained_variance"].astype(np.float32)
+        p.explained_variance_ratio_ = arrays["explained_variance_ratio"].astype(np.float32)
+        p.n_samples_seen_ = int(meta.get("n_samples_seen", 0))
+        return p
+
+
+def _iter_batches(batches: Iterable):
+    for b in batches:
+        b = check_crops(b)
+        if len(b):
+            yield b
+
+
+# --------------------------------------------------------------------------- crops
+
+
+class CropProjector(Projector):
+    """The aligned crops themselves, resized to `size` (N, size, size, 3) uint8: input for
+    the CNN baselines (lf_core.baselines), so they reuse extract's alignment, failure list,
+    resume and group splits. Not a latent code: `lf train` refuses these folders."""
+
+    kind = "crops"
+
+    def __init__(self, size: int = CROP):
+        self.size = int(size)
+        if not 16 <= self.size <= CROP:
+            raise ProjectorError(f"crop size must be in [16, {CROP}], got {size}")
+
+    @property
+    def name(self):
+        return f"aligned crops ({self.size} px)"
+
+    @property
+    def code_shape(self):
+        return (self.size, self.size, 3)
+
+    def meta(self):
+        return {**super().meta(), "size": self.size}
+
+    def project(self, crops):
+        import cv2
+
+        crops = check_crops(crops)
+        if self.size == CROP:
+            return crops.copy()
+        if not len(crops):
+            return np.zeros((0, *self.code_shape), np.uint8)
+        return np.stack([cv2.resize(c, (self.size, self.size), interpolation=cv2.INTER_AREA)
+                         for c in crops])
+
+    @classmethod
+    def _from_saved(cls, meta, arrays, **kw):
+        return cls(meta.get("size", CROP))
+
+
+# --------------------------------------------------------------------------- registry
+
+PROJECTORS: dict[str, type[Projector]] = {
+    "stylegan": StyleGANProjector, "pca": PCAProjector, "crops": CropProjector}
+
+# Known kinds not implemented yet: name -> why, shown to the user as is.
+PLANNED = {
+    "vqvae": "the VQ-VAE-2 projector is not available yet: it needs a compact VQ-VAE-2 "
+             "trained on real faces first; use --projector stylegan or pca",
+}
+
+
+def make_projector(kind: str, **kw) -> Projector:
+    """A new projector of `kind` with its parameters (stylegan: model, steps; pca:
+    n_components, size; crops: size). ProjectorError for a planned or unknown kind."""
+    if kind in PLANNED:
+        raise ProjectorError(PLANNED[kind])
+    if kind not in PROJECTORS:
+        raise ProjectorError(f"unknown projector {kind!r}; known: {', '.join(PROJECTORS)}")
+    return PROJECTORS[kind](**kw)
+
+
+def read_header(path) -> tuple[dict, dict]:
+    """(header, arrays) of a saved projector; WeightsError for anything else."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"projector file not found: {path}")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            header = f.metadata() or {}
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path} is not a readable .safetensors projector ({e})") from e
+    try:
+        meta = json.loads(header[_META_KEY])
+    except (KeyError, json.JSONDecodeError) as e:
+        raise WeightsError(f"{path} is not a LatentForensics projector (no valid "
+                           f"'{_META_KEY}' header)") from e
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise WeightsError(f"{path}: projector format {meta.get('format')!r} v"
+                           f"{meta.get('version')!r}; this code reads {FORMAT!r} v{VERSION}")
+    arrays.pop("_empty", None)
+    return meta, arrays
+
+
+def load_projector(path, **kw) -> Projector:
+    """Load a projector saved by `Projector.save`. kw: e.g. model= for stylegan."""
+    meta, arrays = read_header(path)
+    kind = meta.get("kind")
+    if kind in PLANNED:
+        raise ProjectorError(PLANNED[kind])
+    if kind not in PROJECTORS:
+        raise WeightsError(f"{path}: unknown projector kind {kind!r}")
+    try:
+        return PROJECTORS[kind]._from_saved(meta, arrays, **kw)
+    except (KeyError, TypeError, ValueError) as e:
+        raise WeightsError(f"{path}: damaged {kind!r} projector file ({e})") from e
+
+
+__all__ = ["CropProjector", "PCAProjector", "PLANNED", "PROJECTORS", "Projector",
+           "ProjectorError", "StyleGANProjector", "check_crops", "load_projector",
+           "make_projector"]

@@ -1,0 +1,170 @@
+"""extract -> codes folder (resume, failures) -> train -> evaluate, on 12 DFDC crops."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from lf_core import cli
+from lf_core.data import read_manifest, split_of
+from lf_core.errors import LFError
+from lf_core.evaluate import METRIC_KEYS, evaluate_detector, metrics, train_detector
+from lf_core.extract import extract, load_codes
+from lf_core.projectors import StyleGANProjector
+
+
+@pytest.fixture(scope="module")
+def manifest(data_dir, tmp_path_factory):
+    """12 DFDC crops (real + fake of 4 train-split and 2 test-split source videos) and one
+    row that is not an image, as a manifest in a temporary folder."""
+    items = read_manifest(data_dir / "dfdc_faces" / "manifest.csv")
+    real = {it.group: it for it in items if it.label == 0}
+    pairs, seen = {"train": [], "test": []}, set()
+    for it in items:
+        s = split_of(it.group)
+        if it.label == 1 and it.group in real and it.group not in seen and s in pairs \
+                and len(pairs[s]) < (4 if s == "train" else 2):
+            pairs[s].append((real[it.group], it))
+            seen.add(it.group)
+    d = tmp_path_factory.mktemp("manifest")
+    (d / "notes.txt").write_text("this is not an image\n")
+    path = d / "manifest.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "group"])
+        for r, fk in pairs["train"] + pairs["test"]:
+            for it in (r, fk):
+                w.writerow([str(it.path), "real" if it.label == 0 else "fake", it.group])
+        w.writerow(["notes.txt", "real", "notes"])
+    return path
+
+
+class Counting(StyleGANProjector):
+    """Counts the faces it projects; can simulate a kill at its n-th call."""
+
+    def __init__(self, model, kill_at=None):
+        super().__init__(model, steps=0)
+        self.calls, self.faces, self.kill_at = 0, 0, kill_at
+
+    def project(self, crops):
+        self.calls += 1
+        if self.calls == self.kill_at:
+            raise KeyboardInterrupt  # as if the process were killed mid-run
+        self.faces += len(crops)
+        return super().project(crops)
+
+
+@pytest.fixture(scope="module")
+def codes_dir(model, manifest, tmp_path_factory):
+    """Extract in three runs: killed in its 2nd chunk, resumed up to a limit, finished."""
+    out = tmp_path_factory.mktemp("codes") / "sg0"
+    p1 = Counting(model, kill_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        extract(manifest, p1, out, batch=4, limit=8, progress=False)
+    assert p1.faces == 4 and (out / "chunks" / "00000000.npz").exists()
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["complete"] is False and meta["n_done"] == 4
+    with pytest.raises(LFError, match="unfinished"):
+        load_codes(out)
+    first = (out / "chunks" / "00000000.npz").stat().st_mtime_ns
+
+    p2 = Counting(model)
+    extract(manifest, p2, out, batch=4, limit=8, progress=False)  # resumes: chunk 4..8 only
+    assert (p2.calls, p2.faces) == (1, 4)
+    second = (out / "chunks" / "00000004.npz").stat().st_mtime_ns
+    assert len(load_codes(out)) == 8
+
+    p3 = Counting(model)
+    extract(manifest, p3, out, batch=4, progress=False)  # no limit: the last 5 rows only
+    # rows 8..12: 4 DFDC crops (one call) + the non-image (fails to load: nothing to project)
+    assert p3.calls == 1 and p3.faces <= 4
+    assert (out / "chunks" / "00000000.npz").stat().st_mtime_ns == first
+    assert (out / "chunks" / "00000004.npz").stat().st_mtime_ns == second
+    return out
+
+
+def test_codes_and_failures(codes_dir, manifest, model):
+    c = load_codes(codes_dir)
+    n_rows = len(read_manifest(manifest))
+    assert c.meta["complete"] and c.meta["n_items"] == n_rows == 13
+    assert c.codes.shape[1:] == (14, 512) and c.codes.dtype == np.float32
+    assert np.isfinite(c.codes).all()
+    # every row is either a code or a listed failure, never dropped silently
+    assert len(c) + c.meta["n_failed"] == n_rows
+    failed_paths = [r["path"] for r in c.failed]
+    assert any(p.endswith("notes.txt") for p in failed_paths)
+    assert all(r["reason"] for r in c.failed)
+    assert len(c) >= 10  # a DFDC crop without a face may fail too, but not most
+    assert set(c.labels.tolist()) <= {0, 1} and len(c.paths) == len(c.groups) == len(c)
+    assert c.projector["kind"] == "stylegan" and c.projector["steps"] == 0
+    # a rerun with another projector into the same folder is refused
+    with pytest.raises(LFError, match="another projector"):
+        extract(manifest, StyleGANProjector(model, steps=3), codes_dir, progress=False)
+
+
+def test_group_split_is_disjoint(codes_dir):
+    c = load_codes(codes_dir)
+    tr, te = c.where("train"), c.where("test")
+    assert len(tr) and len(te)
+    assert not set(tr.groups) & set(te.groups)
+    # real and fake crops of one source video always land on the same side
+    for g in set(c.groups):
+        assert len({s for s, gg in zip(c.splits, c.groups) if gg == g}) == 1
+
+
+def test_train_and_evaluate(codes_dir, manifest, tmp_path, model):
+    det_path = tmp_path / "lr.safetensors"
+    det = train_detector(codes_dir, "lr", det_path, split="train", log=lambda m: None)
+    m = det.metrics
+    assert m["projector"]["kind"] == "stylegan" and m["projector"]["steps"] == 0
+    assert m["projector"]["weights"] and m["split"] == "train" and m["data"]["manifest"]
+    assert m["n_train"] == len(load_codes(codes_dir).where("train"))
+
+    res = evaluate_detector(codes_dir, det_path, split="test")
+    assert set(METRIC_KEYS) <= set(res)
+    assert res["n"] == len(load_codes(codes_dir).where("test")) and res["split"] == "test"
+    assert set(res["confusion"]) >= {"tn", "fp", "fn", "tp", "matrix"}
+    assert res["group"]["n_groups"] == 2
+    assert len(res["predictions"]) == res["n"]
+    assert all(0 <= p["prob_fake"] <= 1 and p["path"] for p in res["predictions"])
+    train_groups = set(load_codes(codes_dir).where("train").groups)
+    assert not {p["group"] for p in res["predictions"]} & train_groups
+    # the detector's own training split is refused (same source videos on both sides)
+    with pytest.raises(LFError, match="training split"):
+        evaluate_detector(codes_dir, det_path, split="train")
+    # from the manifest: the test split is extracted with the detector's projector
+    res2 = evaluate_detector(manifest, det_path, split="test", model=model, log=lambda m: None)
+    assert res2["n"] == res["n"]
+    np.testing.assert_allclose(sorted(p["prob_fake"] for p in res2["predictions"]),
+                               sorted(p["prob_fake"] for p in res["predictions"]), atol=1e-5)
+
+
+def test_cli_train_evaluate_vqvae(codes_dir, manifest, tmp_path, capsys):
+    det = tmp_path / "det.safetensors"
+    assert cli.main(["train", str(codes_dir), "--classifier", "lr", "-o", str(det)]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(codes_dir), "--detector", str(det), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(METRIC_KEYS) <= set(out) and out["predictions"]
+    assert cli.main(["extract", str(manifest), "--projector", "vqvae", "-o", str(tmp_path / "v")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "not available yet" in err and "\n" not in err
+    assert cli.main(["train", str(tmp_path), "--classifier", "lr", "-o", str(det)]) == 1
+    assert "not a codes folder" in capsys.readouterr().err
+
+
+def test_metrics_values():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.1, 0.4, 0.6, 0.35, 0.8, 0.9])
+    m = metrics(y, p, groups=["a", "a", "b", "a", "b", "b"], paths=list("uvwxyz"))
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["confusion"]["matrix"] == [[2, 1], [1, 2]]
+    assert m["roc_auc"] == pytest.approx(7 / 9)
+    assert m["eer"] == pytest.approx(1 / 3)
+    assert m["group"]["n"] == 4  # (a, real), (a, fake), (b, real), (b, fake)
+    assert [r["pred"] for r in m["predictions"]] == [0, 0, 1, 0, 1, 1]
+    perfect = metrics([0, 1], [0.2, 0.9])
+    assert perfect["eer"] == 0 and perfect["roc_auc"] == 1 and perfect["group"] is None
+    one_class = metrics([1, 1], [0.2, 0.9])
+    assert one_class["roc_auc"] is None and one_class["eer"] is None
