@@ -111,7 +111,7 @@ def invert(model, crop, steps=100, lr=0.01, a_pix=1.0, a_perc=1.0, a_dom=0.5, ev
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses = {k: float(v) for k, v in terms.items()} | {"total": float(loss)}
+        losses = {k: v.item() for k, v in terms.items()} | {"total": loss.item()}
         history.append(losses)
         took = time.perf_counter() - t1
         show = step % every == 0 or step == steps

@@ -36,7 +36,7 @@ def real_faces(split):
     """[(path, source)] of the real faces of a split, from the three folders."""
     root, out = data_dir(), []
     for it in read_manifest(root / "ffhq_stylegan" / "manifest.csv"):
-        if it.label == 0 and split_of("ffhq/" + it.path.name) == split:
+        if it.label == 0 and split_of(it.group) == split:  # the detectors' key too
             out.append((it.path, "ffhq"))
     for it in read_manifest(root / "lfw" / "manifest.csv"):
         if split_of("lfw/" + it.group) == split:  # group = identity
@@ -96,6 +96,15 @@ def build_cache(out, split, limit=None, log=print):
     log(f"{split}: {len(arr)} faces aligned, {len(items) - len(arr)} missed "
         f"(listed in {out / f'faces_{split}.missed.txt'})")
     return np.load(final, mmap_mode="r")
+
+
+def in_split(out, split):
+    """(N,) bool: which cached faces of out/faces_{split}.npy belong to `split` today."""
+    f = Path(out) / f"faces_{split}.paths.txt"
+    if not f.exists():
+        return None
+    now = {str(p) for p, _ in real_faces(split)}
+    return np.array([p in now for p in f.read_text().split("\n") if p])
 
 
 @dataclass
@@ -169,7 +178,14 @@ def train(cfg: TrainConfig, log=print):
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     faces = build_cache(out, "train", limit=cfg.limit or None, log=log)
-    val = np.asarray(build_cache(out, "val", limit=cfg.val_size, log=log))
+    val = build_cache(out, "val", limit=cfg.val_size, log=log)
+    # a cache built under an older split definition: keep only what the split says now
+    keep = in_split(out, "train")
+    if keep is not None and not keep.all():
+        faces = np.asarray(faces)[keep]
+        log(f"{int((~keep).sum())} cached faces are no longer in the train split: skipped")
+    keep = in_split(out, "val")
+    val = np.asarray(val)[keep] if keep is not None else np.asarray(val)
     log(f"training faces: {len(faces)}; validation faces: {len(val)}")
 
     torch.manual_seed(cfg.seed)

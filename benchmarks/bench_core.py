@@ -1,0 +1,77 @@
+"""Per-stage time of the core pipeline on this CPU, median over several runs.
+
+    python benchmarks/bench_core.py [--runs 7] [--threads 2] [--image PATH]
+
+Stages: decode (JPEG -> RGB), align (mediapipe + FFHQ warp), encode (encoder, 1 face),
+generate (G forward, 1 code), invert step (one Adam step: G forward + backward + the
+perceptual and domain terms), classify (the detector on one code).
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lf_core import invert as inv  # noqa: E402
+from lf_core.align import align  # noqa: E402
+from lf_core.classify import LogReg  # noqa: E402
+from lf_core.data import data_dir  # noqa: E402
+from lf_core.io import load_image  # noqa: E402
+from lf_core.model import load_model  # noqa: E402
+
+
+def timeit(fn, runs):
+    fn()  # warm-up
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts) * 1000
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--image", default=str(data_dir() / "dfdc_faces" / "real" / "aabqcugcpc.jpg"))
+    ap.add_argument("--weights", default=None)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    model = load_model(a.weights)
+    img = load_image(a.image)
+    crop = align(img, max_faces=1)[0].crop
+    w = inv.encode(model, crop[None])
+    det = LogReg().fit(np.concatenate([w, w + 0.1]), np.array([0, 1]))
+
+    def step():
+        for p in inv.invert(model, crop, steps=1, every=10**9):
+            pass
+
+    def encode_only():
+        inv.encode(model, crop[None])
+
+    rows = {
+        "decode": timeit(lambda: load_image(a.image), a.runs),
+        "align": timeit(lambda: align(img, max_faces=1), a.runs),
+        "encode": timeit(encode_only, a.runs),
+        "generate": timeit(lambda: inv.reconstruct(model, w), a.runs),
+        # one inversion step = (encode + 1 step + final render) - (encode + final render)
+        "invert step": max(0.0, timeit(step, a.runs) - timeit(
+            lambda: [None for _ in inv.invert(model, crop, steps=0)], a.runs)),
+        "classify (LR)": timeit(lambda: det.predict_proba(w), a.runs),
+    }
+    print(f"model: {model.name}; torch threads: {torch.get_num_threads()}; image: {a.image} "
+          f"{img.shape[1]}x{img.shape[0]}; median of {a.runs} runs")
+    for k, v in rows.items():
+        print(f"{k:>14}: {v:8.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
