@@ -39,7 +39,14 @@ def model():
 
 
 @pytest.fixture(scope="session")
-def detector(model, data_dir, tmp_path_factory):
+def detector(detector_path):
+    from lf_core.classify import load_classifier
+
+    return load_classifier(detector_path)
+
+
+@pytest.fixture(scope="session")
+def detector_path(model, data_dir, tmp_path_factory):
     """A small logistic-regression detector on encoder-only codes of DFDC train-split crops
     (tests need one that is independent of the shipped detector)."""
     from lf_core import invert
@@ -63,4 +70,4 @@ def detector(model, data_dir, tmp_path_factory):
     det = LogReg().fit(X, np.array(ys))
     path = tmp_path_factory.mktemp("det") / "det.safetensors"
     det.save(path, metrics={"projector": {"kind": "stylegan", "steps": 0}})
-    return det
+    return path

@@ -1,0 +1,103 @@
+"""`lf` on good and bad input: one-line errors, documented exit codes, no half-written files."""
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lf_core.cli import main
+
+
+def png_header_only(path, w, h):
+    """A PNG that declares w x h pixels (a decompression bomb's header)."""
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="module")
+def face_jpg(dfdc_pairs):
+    return dfdc_pairs[0][0]
+
+
+def bad_files(tmp, face_jpg):
+    raw = face_jpg.read_bytes()
+    (tmp / "empty.jpg").write_bytes(b"")
+    (tmp / "truncated.jpg").write_bytes(raw[: len(raw) // 3])
+    (tmp / "text.jpg").write_text("this is not an image\n")
+    png_header_only(tmp / "huge.png", 30000, 30000)
+    (tmp / "novideo.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)
+    return ["empty.jpg", "truncated.jpg", "text.jpg", "huge.png", "novideo.mp4"]
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path, face_jpg, detector_path, capsys):
+    for name in bad_files(tmp_path, face_jpg):
+        out = tmp_path / f"{name}.npz"
+        code = main(["invert", str(tmp_path / name), "--steps", "0", "-o", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert code == 3, (name, code, err)
+        assert len(err.splitlines()) == 1 and err.startswith("lf: error:"), (name, err)
+        assert "Traceback" not in err
+        assert not list(tmp_path.glob(f"{name}.npz*")), f"{name}: something was written"
+        code = main(["predict", str(tmp_path / name), "--detector", str(detector_path)])
+        err = capsys.readouterr().err.strip()
+        assert code == 3 and len(err.splitlines()) == 1, (name, code, err)
+
+
+def test_no_face(tmp_path, detector_path, capsys):
+    Image.fromarray(np.full((300, 300, 3), 128, np.uint8)).save(tmp_path / "grey.png")
+    code = main(["predict", str(tmp_path / "grey.png"), "--detector", str(detector_path)])
+    assert code == 4 and "No face" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "L", "RGBA", "I;16", "GIF"])
+def test_converted_modes_predict(tmp_path, face_jpg, detector_path, capsys, mode):
+    im = Image.open(face_jpg).convert("RGB")
+    if mode == "GIF":  # animated: the first frame is used
+        p = tmp_path / "anim.gif"
+        im.save(p, save_all=True, append_images=[im.rotate(10), im.rotate(20)], duration=100)
+    elif mode == "I;16":
+        a = np.asarray(im.convert("L"), np.uint16) * 257
+        p = tmp_path / "grey16.png"
+        Image.fromarray(a).save(p)
+    else:
+        p = tmp_path / f"face_{mode}.{'jpg' if mode == 'CMYK' else 'png'}"
+        im.convert(mode).save(p)
+    code = main(["predict", str(p), "--json", "--detector", str(detector_path)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    js = json.loads(out.out)
+    assert js["faces"] and 0 <= js["faces"][0]["prob_fake"] <= 1
+
+
+def test_align_invert_predict_json(tmp_path, face_jpg, detector_path, capsys):
+    assert main(["align", str(face_jpg), "-o", str(tmp_path / "a.png")]) == 0
+    assert Image.open(tmp_path / "a.png").size == (256, 256)
+    assert main(["invert", str(face_jpg), "--steps", "2", "-o", str(tmp_path / "w.npz"),
+                 "--recon", str(tmp_path / "r.png")]) == 0
+    assert np.load(tmp_path / "w.npz")["w"].shape == (1, 14, 512)
+    capsys.readouterr()
+    assert main(["predict", str(face_jpg), "--steps", "1", "--prior", "0.2", "--json",
+                 "--detector", str(detector_path)]) == 0
+    face = json.loads(capsys.readouterr().out)["faces"][0]
+    assert face["verdict"] in ("real", "fake") and face["steps"] == 1
+    assert set(face["timings"]) >= {"align", "encode", "invert", "classify"}
+
+
+def test_subprocess_exit_code_and_help(tmp_path, detector_path):
+    (tmp_path / "x.jpg").write_text("nope")
+    env = {**os.environ, "LF_DETECTOR": str(detector_path)}
+    r = subprocess.run([sys.executable, "-m", "lf_core.cli", "predict", str(tmp_path / "x.jpg")],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 3 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+    r = subprocess.run([sys.executable, "-m", "lf_core.cli", "--help"], capture_output=True,
+                       text=True, timeout=120)
+    assert "exit codes" in r.stdout
