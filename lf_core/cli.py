@@ -61,8 +61,6 @@ def cmd_predict(a):
     from .io import is_video
     from .model import load_model
 
-    if not 0 < a.prior < 1:
-        raise SystemExit(_usage_error(f"--prior must be in (0, 1), got {a.prior}"))
     model = load_model(a.weights)
     if is_video(a.input):
         res = predict_video(a.input, every=a.every, steps=a.steps, prior_fake=a.prior,
@@ -141,8 +139,6 @@ def cmd_train(a):
 def cmd_evaluate(a):
     from .evaluate import evaluate_detector, report, write_predictions
 
-    if not 0 < a.prior < 1:
-        raise SystemExit(_usage_error(f"--prior must be in (0, 1), got {a.prior}"))
     res = evaluate_detector(a.input, a.detector, split=a.split, prior_fake=a.prior, work=a.work,
                             batch=a.batch, progress=not a.quiet and not a.json)
     if a.predictions:
@@ -179,7 +175,7 @@ def parser():
     s = sub.add_parser("predict", help="real or fake, for an image or a video")
     s.add_argument("input", help="image or video (mp4, mov, avi, mkv, webm)")
     s.add_argument("--steps", type=int, default=0, help="inversion steps (0 = encoder only)")
-    s.add_argument("--prior", type=float, default=0.5, help="expected share of fakes, in (0, 1)")
+    s.add_argument("--prior", type=prior, default=0.5, help="expected share of fakes, in (0, 1)")
     s.add_argument("--every", type=int, default=10, help="video: score every Nth frame")
     s.add_argument("--json", action="store_true")
     s.add_argument("--weights", help="generator checkpoint (default: embedded model)")
@@ -236,13 +232,21 @@ def parser():
     s.add_argument("input", metavar="MANIFEST_OR_CODES")
     s.add_argument("--detector", required=True, help="detector .safetensors (lf train)")
     s.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
-    s.add_argument("--prior", type=float, default=0.5, help="expected share of fakes, in (0, 1)")
+    s.add_argument("--prior", type=prior, default=0.5, help="expected share of fakes, in (0, 1)")
     s.add_argument("--work", help="manifest input: keep the extracted codes here (resumable)")
     s.add_argument("--batch", type=int, default=32)
     s.add_argument("--predictions", help="also write path,label,group,prob_fake,pred CSV here")
     s.add_argument("--json", action="store_true", help="everything as JSON, with predictions")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_evaluate)
+    return p
+
+
+def prior(text):
+    """argparse type: the expected share of fakes, strictly between 0 and 1."""
+    p = float(text)
+    if not 0 < p < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
     return p
 
 
