@@ -1,0 +1,149 @@
+"""Plotly figures of the demo. Pure presentation: data in, go.Figure out."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from lf_core.explain import GROUPS, channel_labels
+
+FAKE, REAL, GREY = "#d6336c", "#1c7ed6", "#868e96"
+LOSS_COLOURS = {"pixel": "#1c7ed6", "perceptual": "#f59f00", "domain": "#37b24d", "total": "#495057"}
+FONT = dict(family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size=12)
+
+
+def _layout(fig: go.Figure, title: str, height: int = 300, **kw) -> go.Figure:
+    fig.update_layout(title=dict(text=title, x=0.01, xanchor="left", font=dict(size=14)),
+                      height=height, margin=dict(l=10, r=10, t=40, b=10), font=FONT,
+                      template="plotly_white", **kw)
+    return fig
+
+
+LOSS_NAMES = {"pixel": "pixel MSE", "perceptual": "perceptual: {}",
+              "domain": "domain |w - E(G(w))|²", "total": "total (weighted sum)"}
+
+
+def loss_curve(history: list[dict], perceptual_name: str, steps: int,
+               keys: tuple | None = None) -> go.Figure:
+    """Loss terms per inversion step; the perceptual term labelled as what it is.
+    keys: the terms to draw (default: those present in history)."""
+    fig = go.Figure()
+    names = {k: v.format(perceptual_name) for k, v in LOSS_NAMES.items()}
+    xs = list(range(1, len(history) + 1))
+    for key, label in names.items():
+        ys = [h.get(key) for h in history]
+        if keys is not None and key not in keys:
+            continue
+        if keys is None and not any(v is not None for v in ys):
+            continue
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=label,
+                                 line=dict(color=LOSS_COLOURS[key], width=3 if key == "total" else 2,
+                                           dash="dot" if key == "total" else "solid")))
+    if not history:
+        fig.add_annotation(text="encoder only: no optimisation steps" if steps == 0
+                           else "waiting for the first step…", showarrow=False,
+                           x=0.5, y=0.5, xref="paper", yref="paper", font=dict(color=GREY))
+    _layout(fig, "Inversion loss", 280, legend=dict(orientation="h", y=-0.25, x=0))
+    fig.update_xaxes(title_text="step", range=[0.5, max(steps, 1) + 0.5])
+    fig.update_yaxes(type="log", title_text="loss (log scale)", exponentformat="e")
+    return fig
+
+
+def channel_bars(att) -> go.Figure:
+    """Attribution per W+ row, labelled by the resolution of the layers it styles."""
+    labels = att.labels if getattr(att, "labels", None) else channel_labels()
+    v = np.asarray(att.channels, float)
+    colours = [FAKE if x > 0 else REAL for x in v]
+    fig = go.Figure(go.Bar(
+        x=v, y=labels, orientation="h", marker_color=colours,
+        hovertemplate="%{y}<br>%{x:+.4f} " + att.target + "<extra></extra>"))
+    for name, rows in GROUPS.items():  # group bands
+        fig.add_hrect(y0=rows[0] - 0.5, y1=rows[-1] + 0.5, line_width=0,
+                      fillcolor={"coarse": "#f1f3f5", "middle": "#ffffff", "fine": "#f1f3f5"}[name],
+                      layer="below")
+        fig.add_annotation(text=name, x=1.0, xref="paper", y=(rows[0] + rows[-1]) / 2,
+                           showarrow=False, xanchor="right", font=dict(color=GREY, size=11))
+    _layout(fig, "Per layer: red pushes to fake, blue to real", 380)
+    if not np.abs(v).max() > 1e-9:
+        fig.add_annotation(text="all ~0: the score does not move between the mean code and this one",
+                           x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                           font=dict(color=GREY))
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=11))
+    fig.update_xaxes(title_text=f"contribution to {att.target} ({att.method.replace('_', ' ')})",
+                     zeroline=True, zerolinecolor="#adb5bd")
+    return fig
+
+
+def dims_heatmap(att) -> go.Figure:
+    """14 x 512 attribution map, diverging colours centred on 0."""
+    d = np.asarray(att.dims, float)
+    lim = float(np.abs(d).max()) or 1.0
+    labels = att.labels if getattr(att, "labels", None) else channel_labels()
+    fig = go.Figure(go.Heatmap(
+        z=d, y=labels, x=np.arange(d.shape[1]), zmin=-lim, zmax=lim, zmid=0,
+        colorscale=[[0, REAL], [0.5, "#ffffff"], [1, FAKE]],
+        colorbar=dict(title=dict(text=att.target, side="right"), thickness=10),
+        hovertemplate="%{y}, dim %{x}<br>%{z:+.5f}<extra></extra>"))
+    _layout(fig, "Per dimension (14 W+ rows × 512 dims)", 360)
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=10))
+    fig.update_xaxes(title_text="dimension of the 512-d style vector")
+    return fig
+
+
+def fake_threshold(prior_fake: float, train_fake_share: float) -> float:
+    """The p_fake above which the prior rule says fake (the rule of lf_core.classify.decide,
+    solved for p): LR = odds(p) / odds(share) >= (1 - prior) / prior."""
+    k = (1 - prior_fake) / prior_fake * train_fake_share / (1 - train_fake_share)
+    return k / (1 + k)
+
+
+def video_timeline(points: list[dict], threshold: float | None, total_s: float | None = None,
+                   video_p: float | None = None) -> go.Figure:
+    """points: {"t", "frame", "p"} with p None when no face was found in the frame."""
+    fig = go.Figure()
+    face = [q for q in points if q["p"] is not None]
+    none = [q for q in points if q["p"] is None]
+    if face:
+        fig.add_trace(go.Scatter(
+            x=[q["t"] for q in face], y=[q["p"] for q in face], mode="lines+markers",
+            name="p_fake of the frame", line=dict(color="#495057", width=1.5),
+            marker=dict(size=8, color=[FAKE if threshold is not None and q["p"] >= threshold
+                                       else REAL for q in face]),
+            customdata=[q["frame"] for q in face],
+            hovertemplate="frame %{customdata} · %{x:.2f} s<br>p_fake %{y:.3f}<extra></extra>"))
+    if none:
+        fig.add_trace(go.Scatter(x=[q["t"] for q in none], y=[0.0] * len(none), mode="markers",
+                                 name="no face found", marker=dict(symbol="x", color=GREY, size=8)))
+    if threshold is not None:
+        fig.add_hline(y=threshold, line=dict(color=FAKE, dash="dash", width=1),
+                      annotation_text=f"fake above {threshold:.2f} (prior rule)",
+                      annotation_position="top left")
+    if video_p is not None:
+        fig.add_hline(y=video_p, line=dict(color="#495057", dash="dot", width=1),
+                      annotation_text=f"video mean {video_p:.2f}", annotation_position="bottom right")
+    _layout(fig, "Score per sampled frame", 300, legend=dict(orientation="h", y=-0.3, x=0))
+    fig.update_yaxes(range=[-0.03, 1.03], title_text="p_fake")
+    fig.update_xaxes(title_text="time (s)", range=[0, total_s] if total_s else None)
+    return fig
+
+
+class LiveLossCurve:
+    """The loss curve for streaming: the figure is built (and validated by plotly) once;
+    each update only fills in the numbers and serialises, ~10x cheaper than a new
+    go.Figure per step."""
+
+    def __init__(self, perceptual_name: str, steps: int, keys: tuple):
+        self.keys = [k for k in LOSS_NAMES if k in keys]
+        fig = loss_curve([], perceptual_name, steps, keys=tuple(self.keys))
+        fig.layout.annotations = ()
+        self.fig = fig.to_plotly_json()
+        self.fig["layout"]["template"] = fig.layout.template.to_plotly_json()
+
+    def update(self, history: list[dict]):
+        from gradio.components.plot import PlotData
+        import json
+
+        xs = list(range(1, len(history) + 1))
+        for trace, key in zip(self.fig["data"], self.keys):
+            trace["x"], trace["y"] = xs, [h.get(key) for h in history]
+        return PlotData(type="plotly", plot=json.dumps(self.fig))

@@ -1,0 +1,207 @@
+"""Per-session settings, resolution of the weights / detector, stop flags, readable errors.
+
+Everything the handlers need besides lf_core: which generator and which detector this
+browser session uses, how to turn any failure into one readable message, and the
+cooperative Stop button (a flag the inversion polls between steps).
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from lf_core.detect import DEFAULT_DETECTOR, describe_detector, load_detector
+from lf_core.errors import BadInputError, LFError, WeightsError
+from lf_core.model import DEFAULT_WEIGHTS, default_weights, load_model
+
+log = logging.getLogger("lf.demo")
+
+
+
+def max_upload_mb() -> float:
+    """Upload limit in MB (LF_MAX_UPLOAD_MB, default 50), read when used."""
+    try:
+        return float(os.environ.get("LF_MAX_UPLOAD_MB", "50"))
+    except ValueError:
+        return 50.0
+
+NO_DETECTOR = ("No detector installed yet: train one in the Train-your-own tab or with "
+               "`lf train` (or point LF_DETECTOR / Settings at a .safetensors detector).")
+SRC_FILE = "Detector file"
+SRC_TRAINED = "My trained detector (this session)"
+
+
+class NoDetectorError(LFError):
+    """No usable detector: the pipeline still aligns and inverts, but gives no verdict."""
+
+
+@dataclass
+class Settings:
+    """What a browser session uses. Held in gr.State (one copy per session)."""
+
+    weights: str
+    detector: str
+    source: str = SRC_FILE  # SRC_FILE | SRC_TRAINED
+    trained: object = None  # classifier fitted in the Train-your-own tab
+    trained_summary: str = ""
+
+    @classmethod
+    def default(cls) -> "Settings":
+        det = os.environ.get("LF_DETECTOR") or str(DEFAULT_DETECTOR)
+        return cls(weights=str(default_weights()), detector=det)
+
+
+def get_model(settings: Settings):
+    """The generator + encoder bundle of this session (cached by lf_core)."""
+    path = Path(settings.weights or default_weights()).expanduser()
+    if not path.exists():
+        if path.resolve() == DEFAULT_WEIGHTS.resolve():
+            raise WeightsError(
+                f"The embedded model ({DEFAULT_WEIGHTS.name}) is not in weights/ yet: it is "
+                "still being trained. Set LF_WEIGHTS, or give a checkpoint path under "
+                "Settings.")
+        raise WeightsError(f"Weights file not found: {path}. Fix the path under Settings.")
+    return load_model(path)
+
+
+def get_detector(settings: Settings):
+    """(classifier, description) for this session; NoDetectorError when there is none."""
+    if settings.source == SRC_TRAINED:
+        if settings.trained is None:
+            raise NoDetectorError("You chose your own detector but have not trained one yet: "
+                                  "use the Train-your-own tab first.")
+        return settings.trained, f"{describe_detector(settings.trained)}, trained in this session"
+    path = Path(settings.detector or DEFAULT_DETECTOR).expanduser()
+    if not path.exists():
+        if path.resolve() == DEFAULT_DETECTOR.resolve():
+            raise NoDetectorError(NO_DETECTOR)
+        raise NoDetectorError(f"Detector file not found: {path}. Fix the path under Settings, "
+                              "or train one in the Train-your-own tab.")
+    det = load_detector(path)
+    return det, f"{describe_detector(det)} ({path.name})"
+
+
+def describe_settings(settings: Settings) -> str:
+    """One Markdown line on what is installed, without loading anything."""
+    w = Path(settings.weights)
+    wtxt = f"`{w.name}`" if w.exists() else f"**missing** (`{w}`)"
+    if settings.source == SRC_TRAINED and settings.trained is not None:
+        dtxt = "your detector trained in this session"
+    elif Path(settings.detector).exists():
+        dtxt = f"`{Path(settings.detector).name}`"
+    else:
+        dtxt = "**none installed yet** (train one in the Train-your-own tab)"
+    return f"Generator: {wtxt} · Detector: {dtxt}"
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+def upload_path(value, what: str = "image") -> str:
+    """The server path of an uploaded file, checked for presence and size."""
+    if value is None or value == "":
+        raise BadInputError(f"No {what} given: upload one first.")
+    if isinstance(value, dict):  # FileData-like
+        value = value.get("path")
+    p = Path(str(value))
+    if not p.is_file():
+        raise BadInputError(f"The uploaded {what} could not be found on the server; upload it again.")
+    size = p.stat().st_size
+    limit = max_upload_mb()
+    if size > limit * 2**20:
+        raise BadInputError(f"The {what} is too large ({size / 2**20:.1f} MB; the limit is "
+                            f"{limit:g} MB). Use a smaller file.")
+    return str(p)
+
+
+# --------------------------------------------------------------------------- stop flags
+
+
+class StopFlags:
+    """One threading.Event per (session, task): Stop sets it, the running loop polls it."""
+
+    def __init__(self):
+        self._flags: dict[tuple, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def _key(self, request, task):
+        return (getattr(request, "session_hash", None) or "anon", task)
+
+    def begin(self, request, task: str) -> threading.Event:
+        with self._lock:
+            ev = self._flags.setdefault(self._key(request, task), threading.Event())
+            ev.clear()
+            return ev
+
+    def stop(self, request, task: str) -> None:
+        with self._lock:
+            ev = self._flags.get(self._key(request, task))
+        if ev is not None:
+            ev.set()
+
+
+STOPS = StopFlags()
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, gr.Error):
+        return str(e.message)
+    if isinstance(e, LFError):
+        return html.escape(str(e))
+    if isinstance(e, MemoryError):
+        return "The server ran out of memory on this input. Try a smaller image or video."
+    return html.escape(f"Something went wrong inside the app ({type(e).__name__}: "
+                       f"{str(e).splitlines()[0] if str(e) else 'no message'}). The app is still "
+                       "running: try another input, and report this if it happens again.")
+
+
+def _title(e: BaseException) -> str:
+    if isinstance(e, NoDetectorError):
+        return "No detector"
+    if isinstance(e, WeightsError):
+        return "Weights"
+    if isinstance(e, BadInputError):
+        return "Unusable file"
+    if isinstance(e, LFError):
+        return "Cannot analyse this"
+    return "Error"
+
+
+def to_gr_error(e: BaseException) -> gr.Error:
+    if isinstance(e, gr.Error):
+        return e
+    if not isinstance(e, LFError):
+        log.exception("unexpected error in a handler")
+    return gr.Error(_message(e), title=_title(e), print_exception=False)
+
+
+def readable_errors(fn):
+    """Decorator for event handlers (functions and generators): every exception becomes a
+    gr.Error with a one-paragraph message; the traceback goes to the server log only."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as e:
+                raise to_gr_error(e) from None
+        return gen
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            raise to_gr_error(e) from None
+    return call

@@ -1,0 +1,373 @@
+"""Why did the detector say fake? Attributions of p_fake over the W+ code, and style mixing.
+
+    att = explain(w, detector)                       # method="auto"
+    att.channels    # (14,) one number per W+ row (layer); > 0 pushes towards "fake"
+    att.dims        # (14, 512) per dimension
+    channel_labels()[i]                              # "0: 4px", "1: 4px rgb + 8px up", ...
+
+Methods, one small class each over the shared `Explainer` base (like pytorch-grad-cam):
+
+    IntegratedGradients  captum IG from a baseline code to w, on a torch copy of the
+                         classifier (logistic regression, MLP-2, MLP-5). Completeness:
+                         dims.sum() ~= p_fake(w) - p_fake(baseline).
+    ChannelAblation      replace one W+ row (channels) or one block of dims by the baseline
+                         code and measure the drop in p_fake (captum FeatureAblation). Only
+                         calls predict_proba, so it works for any classifier, random
+                         forest included.
+
+The baseline is "the mean code": pass the generator's mean code (model.w_avg, the code of
+the average face); by default the detector's own training mean is used.
+
+W+ rows in the rosinality StyleGAN2 layout (256 px, 14 rows), from Generator.forward:
+row 0 styles the 4 px conv; row 1 the 4 px ToRGB *and* the up-sampling conv to 8 px;
+row 2 the second 8 px conv; row 3 the 8 px ToRGB and the up-conv to 16 px; ...; row 12 the
+second 256 px conv; row 13 the 256 px ToRGB. `channel_labels` spells this out.
+Groups for style mixing: coarse 0-3 (4-8 px: pose, face shape), middle 4-7 (16-32 px:
+features, expression), fine 8-13 (64-256 px: colour, texture, micro-detail).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+N_LATENT = 14
+STYLE_DIM = 512
+TARGETS = ("p_fake", "logit")
+GROUPS = {"coarse": tuple(range(0, 4)), "middle": tuple(range(4, 8)), "fine": tuple(range(8, 14))}
+GROUP_NOTES = {
+    "coarse": "4-8 px layers: pose, head shape, overall layout",
+    "middle": "16-32 px layers: facial features, expression, hair style",
+    "fine": "64-256 px layers: colour, skin texture, fine detail",
+}
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def layer_resolutions(n_latent: int = N_LATENT) -> list[tuple[int, ...]]:
+    """Per W+ row, the resolutions (px) of the layers it styles (rosinality layout)."""
+    out = []
+    for i in range(n_latent):
+        if i == 0:
+            out.append((4,))
+        elif i % 2 == 1:  # ToRGB at r and (except the last) the up-conv to 2r
+            r = 4 * 2 ** ((i - 1) // 2)
+            out.append((r, 2 * r) if i < n_latent - 1 else (r,))
+        else:  # second conv at r
+            out.append((4 * 2 ** (i // 2),))
+    return out
+
+
+def channel_labels(n_latent: int = N_LATENT, long: bool = False) -> list[str]:
+    """One label per W+ row: "0: 4px", "1: 4px rgb + 8px up", "2: 8px", ..., "13: 256px rgb".
+
+    long=True names the layers in full ("conv 4 px", "ToRGB 4 px, up-conv 8 px", ...).
+    """
+    labels = []
+    for i, res in enumerate(layer_resolutions(n_latent)):
+        if i == 0:
+            s = "conv 4 px" if long else "4px"
+        elif i % 2 == 1:
+            if long:
+                s = f"ToRGB {res[0]} px" + (f", up-conv {res[1]} px" if len(res) > 1 else "")
+            else:
+                s = f"{res[0]}px rgb" + (f" + {res[1]}px up" if len(res) > 1 else "")
+        else:
+            s = f"conv {res[0]} px" if long else f"{res[0]}px"
+        labels.append(f"{i}: {s}")
+    return labels
+
+
+def group_of(i: int) -> str:
+    return next(g for g, rows in GROUPS.items() if i in rows)
+
+
+# --------------------------------------------------------------------------- style mixing
+
+
+def resolve_channels(channels) -> list[int]:
+    """"coarse" | "middle" | "fine" | "all" | an int | an iterable of ints -> sorted rows."""
+    if isinstance(channels, str):
+        name = channels.strip().lower()
+        if name == "all":
+            return list(range(N_LATENT))
+        if name not in GROUPS:
+            raise ValueError(f"unknown channel group {channels!r}; use one of "
+                             f"{', '.join(GROUPS)}, 'all', or row numbers 0-13")
+        return list(GROUPS[name])
+    if isinstance(channels, (int, np.integer)):
+        channels = [channels]
+    rows = sorted({int(c) for c in channels})
+    if not rows or rows[0] < 0 or rows[-1] >= N_LATENT:
+        raise ValueError(f"W+ rows must be in 0..{N_LATENT - 1}, got {rows}")
+    return rows
+
+
+def mix(w, w_other, channels) -> np.ndarray:
+    """Style mixing: a copy of w with the given W+ rows taken from w_other.
+
+    w, w_other: (1, 14, 512) or (14, 512) codes (w_other may be the mean code);
+    channels: a group name ("coarse", "middle", "fine"), a row number or rows.
+    Returns the shape of w, float32.
+    """
+    a = np.array(w, dtype=np.float32, copy=True)
+    b = np.asarray(w_other, dtype=np.float32).reshape(N_LATENT, STYLE_DIM)
+    if a.shape not in ((N_LATENT, STYLE_DIM), (1, N_LATENT, STYLE_DIM)):
+        raise ValueError(f"w must be (1, 14, 512) or (14, 512), got {a.shape}")
+    rows = resolve_channels(channels)
+    a.reshape(N_LATENT, STYLE_DIM)[rows] = b[rows]
+    return a
+
+
+# --------------------------------------------------------------------------- torch view of a classifier
+
+
+def torch_logit(detector):
+    """A differentiable torch function codes (N, 14, 512) -> logit of p_fake (N,), from the
+    classifier's fitted arrays (logistic regression, MLP-2, MLP-5); None when the
+    classifier has no gradient (random forest). The detector is not modified."""
+    from .classify import LogReg, _MLP
+
+    if not getattr(detector, "is_fitted", False):
+        return None
+    mean = torch.as_tensor(detector.mean_, dtype=torch.float32)
+    std = torch.as_tensor(detector.std_, dtype=torch.float32)
+    rows = detector.channels
+    shape = tuple(detector.input_shape_ or ())
+
+    def features(w):
+        if len(shape) == 1:  # trained on flat (N, D) features
+            x = w.reshape(len(w), -1)
+        else:
+            x = w if rows is None else w[:, rows, :]
+        return (x.reshape(len(x), -1) - mean) / std
+
+    if isinstance(detector, LogReg):
+        coef = torch.as_tensor(detector.coef_, dtype=torch.float32)
+        b = float(detector.intercept_)
+        return lambda w: features(w) @ coef + b
+    if isinstance(detector, _MLP) and detector.net_ is not None:
+        net = detector.net_.eval()
+        return lambda w: net(features(w)).squeeze(1)
+    return None
+
+
+def torch_forward(detector):
+    """codes (N, 14, 512) -> p_fake (N,) as a differentiable torch function, equal to
+    detector.predict_proba(...)[:, 1]; None for classifiers without gradient."""
+    f = torch_logit(detector)
+    return None if f is None else (lambda w: torch.sigmoid(f(w)))
+
+
+def numpy_forward(detector, target: str = "p_fake"):
+    """Non-differentiable torch wrapper around predict_proba: any classifier. target
+    "logit" gives log(p / (1 - p)) with p clipped to [1e-6, 1 - 1e-6]."""
+
+    def f(w):
+        x = w.detach().cpu().numpy().reshape(len(w), N_LATENT, STYLE_DIM)
+        p = detector.predict_proba(x)[:, 1]
+        if target == "logit":
+            p = np.clip(p, 1e-6, 1 - 1e-6)
+            p = np.log(p / (1 - p))
+        return torch.as_tensor(p, dtype=torch.float32)
+
+    return f
+
+
+def default_baseline(detector) -> np.ndarray:
+    """The detector's training mean as a (14, 512) code (rows it does not read: zeros)."""
+    base = np.zeros((N_LATENT, STYLE_DIM), np.float32)
+    mean = getattr(detector, "mean_", None)
+    if mean is None:
+        return base
+    rows = detector.channels
+    shape = tuple(detector.input_shape_ or ())
+    if len(shape) == 1:
+        return mean.reshape(N_LATENT, STYLE_DIM).astype(np.float32)
+    if rows is None:
+        return mean.reshape(shape).astype(np.float32)[:N_LATENT]
+    base[rows] = mean.reshape(len(rows), STYLE_DIM)
+    return base
+
+
+# --------------------------------------------------------------------------- explainers
+
+
+@dataclass
+class Attribution:
+    channels: np.ndarray  # (14,) float: effect of each W+ row on p_fake (> 0: towards fake)
+    dims: np.ndarray  # (14, 512) float
+    method: str  # "integrated_gradients" | "channel_ablation"
+    target: str = "p_fake"  # or "logit": log(p_fake / (1 - p_fake))
+    p_fake: float = float("nan")  # p_fake(w)
+    p_fake_baseline: float = float("nan")  # p_fake(baseline code)
+    baseline: str = "mean code"
+    notes: str = ""
+    labels: list = field(default_factory=channel_labels)
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        """The k rows with the largest |attribution|, as (label, value)."""
+        order = np.argsort(-np.abs(self.channels))[:k]
+        return [(self.labels[i], float(self.channels[i])) for i in order]
+
+
+class Explainer:
+    """Base: holds the detector and the baseline code; `explain(w) -> Attribution`."""
+
+    name = ""
+
+    def __init__(self, detector, baseline=None, baseline_name: str | None = None,
+                 target: str = "p_fake"):
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+        self.detector = detector
+        self.target = target
+        if baseline is None:
+            base, bname = default_baseline(detector), "detector's training mean code"
+        else:
+            base = np.asarray(baseline, np.float32).reshape(N_LATENT, STYLE_DIM)
+            bname = "mean code"
+        self.baseline = base
+        self.baseline_name = baseline_name or bname
+
+    def explain(self, w) -> Attribution:
+        w = np.asarray(w, np.float32)
+        if w.size != N_LATENT * STYLE_DIM:
+            raise ValueError(f"w must be a (1, 14, 512) code, got shape {w.shape}")
+        x = torch.from_numpy(w.reshape(1, N_LATENT, STYLE_DIM).copy())
+        b = torch.from_numpy(self.baseline[None].copy())
+        dims, channels, notes = self._attribute(x, b)
+        p = self.detector.predict_proba(np.concatenate([x.numpy(), b.numpy()]))[:, 1]
+        return Attribution(np.asarray(channels, np.float64), np.asarray(dims, np.float64),
+                           self.name, target=self.target,
+                           p_fake=float(p[0]), p_fake_baseline=float(p[1]),
+                           baseline=self.baseline_name, notes=notes)
+
+    def _attribute(self, x, b):
+        """-> (dims (14, 512), channels (14,), notes)"""
+        raise NotImplementedError
+
+
+class IntegratedGradients(Explainer):
+    """captum Integrated Gradients from the baseline code to w (differentiable classifiers
+    only: logistic regression and the MLPs).
+
+    The path integral is taken on the classifier's logit, which does not saturate in float32
+    (a confident classifier's sigmoid is flat at 0 or 1 along most of the path, where
+    gradients of p_fake vanish and IG on p_fake misses the crossing). For target "p_fake"
+    the logit attributions are then rescaled through the final sigmoid, by
+    (p(w) - p(baseline)) / (logit(w) - logit(baseline)): for logistic regression this is
+    exactly IG of p_fake; for the MLPs it is the rescale rule at the output. Either way the
+    attributions add up to p(w) - p(baseline) (completeness).
+    """
+
+    name = "integrated_gradients"
+
+    def __init__(self, detector, baseline=None, n_steps: int = 32, **kw):
+        super().__init__(detector, baseline, **kw)
+        self.logit = torch_logit(detector)
+        if self.logit is None:
+            raise ValueError(f"{type(detector).__name__} is not differentiable; "
+                             "use ChannelAblation (method='ablation')")
+        self.n_steps = int(n_steps)
+
+    def _attribute(self, x, b):
+        from captum.attr import IntegratedGradients as IG
+
+        ig = IG(self.logit)
+        with torch.enable_grad():
+            att, delta = ig.attribute(x, baselines=b, n_steps=self.n_steps,
+                                      internal_batch_size=self.n_steps,
+                                      return_convergence_delta=True)
+        dims = att[0].detach().double().numpy()
+        note = f"Integrated Gradients on the logit, {self.n_steps} steps"
+        if self.target == "p_fake":
+            with torch.no_grad():
+                lx, lb = (float(v) for v in self.logit(torch.cat([x, b])))
+            px, pb = _sigmoid(lx), _sigmoid(lb)
+            dl = lx - lb
+            scale = (px - pb) / dl if abs(dl) > 1e-6 else px * (1 - px)
+            dims = dims * scale
+            note += ", rescaled to p_fake through the sigmoid"
+        rel = float(delta.abs().max()) / max(1e-12, float(np.abs(att.detach().numpy()).sum()))
+        return dims, dims.sum(axis=1), f"{note}; completeness gap {rel:.1e} (relative)"
+
+
+def _sigmoid(t: float) -> float:
+    return 0.5 * (1.0 + float(np.tanh(0.5 * t)))
+
+
+class ChannelAblation(Explainer):
+    """Replace one W+ row by the baseline's and measure p_fake(w) - p_fake(w ablated)
+    (captum FeatureAblation). dims: the same for blocks of `block` dims, each block's
+    effect spread evenly over its dims. Any classifier (only predict_proba is called)."""
+
+    name = "channel_ablation"
+
+    def __init__(self, detector, baseline=None, block: int = 32, **kw):
+        super().__init__(detector, baseline, **kw)
+        if STYLE_DIM % block:
+            raise ValueError(f"block must divide {STYLE_DIM}, got {block}")
+        self.block = int(block)
+        self.forward = numpy_forward(detector, self.target)
+
+    def _attribute(self, x, b):
+        from captum.attr import FeatureAblation
+
+        fa = FeatureAblation(self.forward)
+        rows = torch.arange(N_LATENT)[:, None].expand(N_LATENT, STYLE_DIM)
+        ch = fa.attribute(x, baselines=b, feature_mask=rows[None].contiguous(),
+                          perturbations_per_eval=N_LATENT)[0, :, 0].numpy()
+        nb = STYLE_DIM // self.block
+        blocks = rows * nb + torch.arange(STYLE_DIM)[None, :] // self.block
+        per_eval = max(1, min(N_LATENT * nb, 4096 // max(1, _cost(self.detector))))
+        dims = fa.attribute(x, baselines=b, feature_mask=blocks[None].contiguous(),
+                            perturbations_per_eval=per_eval)[0].numpy() / self.block
+        return dims, ch, (f"ablation of {self.target}: each row (and each block of "
+                          f"{self.block} dims) replaced by the {self.baseline_name}")
+
+
+def _cost(detector) -> int:
+    """Rough relative cost of one prediction, to size ablation batches."""
+    return max(1, getattr(detector, "n_trees", 1) // 64)
+
+
+METHODS = {"integrated_gradients": IntegratedGradients, "ig": IntegratedGradients,
+           "channel_ablation": ChannelAblation, "ablation": ChannelAblation}
+
+
+def explainer_for(detector, method: str = "auto", baseline=None, **kw) -> Explainer:
+    """method: "auto" (IG when the classifier is differentiable, else ablation), "ig",
+    "integrated_gradients", "ablation" or "channel_ablation"."""
+    if method == "auto":
+        method = "ig" if torch_logit(detector) is not None else "ablation"
+    if method not in METHODS:
+        raise ValueError(f"unknown explanation method {method!r}; use auto, "
+                         + ", ".join(sorted(METHODS)))
+    return METHODS[method](detector, baseline, **kw)
+
+
+def explain(w, detector, method: str = "auto", baseline=None, target: str = "p_fake",
+            **kw) -> Attribution:
+    """Attributions of the detector's p_fake (or its logit) over the 14 W+ rows and their
+    512 dims.
+
+    w: (1, 14, 512) code; detector: a fitted lf_core.classify classifier (or a path);
+    baseline: the reference code (e.g. model.w_avg), default the detector's training mean;
+    target: "p_fake" or "logit" (use "logit" when p_fake is saturated at both ends).
+    """
+    from pathlib import Path
+
+    if isinstance(detector, (str, Path)) or detector is None:
+        from .detect import load_detector
+
+        detector = load_detector(detector)
+    return explainer_for(detector, method, baseline, target=target, **kw).explain(w)
+
+
+__all__ = ["Attribution", "ChannelAblation", "Explainer", "GROUPS", "IntegratedGradients",
+           "channel_labels", "explain", "explainer_for", "layer_resolutions", "mix",
+           "torch_forward", "torch_logit"]

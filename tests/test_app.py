@@ -1,0 +1,327 @@
+"""The Gradio demo, driven through gradio_client against an app launched in this process.
+
+The app runs on the generator of LF_WEIGHTS / the embedded default (the `model` fixture)
+and a small logistic-regression detector trained here (the `detector` fixture), handed to
+the app through LF_DETECTOR, as a user would.
+"""
+
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+EXAMPLE = ROOT / "demo" / "examples" / "real_ffhq_00002.jpg"
+UPLOAD_LIMIT_MB = 8  # the app under test gets a small upload limit (LF_MAX_UPLOAD_MB)
+
+# outputs of /detect, in order
+FACES, CROP, RECON, LOSS, STATUS, VERDICT, CHAN, DIMS, DIFF, JSON = range(10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(env: dict):
+    """Launch the demo in this process (background thread) -> (blocks, url). `env` is set
+    while the app is built (it reads LF_WEIGHTS / LF_DETECTOR then), then restored."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        from demo.ui import build_demo, launch
+
+        app = launch(build_demo(), server_port=free_port(), prevent_thread_lock=True,
+                     quiet=True)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return app, app.local_url
+
+
+@pytest.fixture(scope="module")
+def app_detector_path(detector, tmp_path_factory):
+    path = tmp_path_factory.mktemp("app-det") / "det.safetensors"
+    detector.save(path, metrics={"projector": {"kind": "stylegan", "steps": 0}})
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_url(model, app_detector_path):
+    old_limit = os.environ.get("LF_MAX_UPLOAD_MB")
+    os.environ["LF_MAX_UPLOAD_MB"] = str(UPLOAD_LIMIT_MB)  # read at launch and per request
+    app, url = start_app({"LF_DETECTOR": str(app_detector_path), "LF_WEIGHTS": model.path})
+    yield url
+    app.close()
+    if old_limit is None:
+        os.environ.pop("LF_MAX_UPLOAD_MB", None)
+    else:
+        os.environ["LF_MAX_UPLOAD_MB"] = old_limit
+
+
+@pytest.fixture
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def _is_verdict(html) -> bool:
+    return isinstance(html, str) and ("lf-fake" in html or "lf-real" in html)
+
+
+def test_endpoints_have_stable_names(client):
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/detect", "/decide", "/video", "/explore", "/train", "/settings",
+            "/benchmarks", "/stop_detect"} <= names
+
+
+def test_detect_streams_then_verdict(client):
+    t0 = time.perf_counter()
+    job = client.submit(handle_file(str(EXAMPLE)), 50, 0.5, api_name="/detect")
+    outs = list(job)
+    outs = job.outputs() or outs
+    final = outs[-1]
+    live = [o for o in outs if "Step <b>" in str(o[STATUS]) and not _is_verdict(o[VERDICT])]
+    steps_seen = {str(o[STATUS]).split("Step <b>")[1].split(" /")[0] for o in live}
+    assert len(steps_seen) >= 5, f"only {len(steps_seen)} intermediate updates"
+    assert all("ETA" in o[STATUS] for o in live)
+    recons = [o[RECON] for o in live if isinstance(o[RECON], str)]  # new G(w) every 10 steps
+    assert len(recons) >= 3 and all(Path(r).is_file() for r in recons)
+    assert _is_verdict(final[VERDICT])
+    assert isinstance(final[RECON], str) and isinstance(final[FACES], str)
+    js = final[JSON]
+    assert js["verdict"] in ("real", "fake") and 0.0 <= js["p_fake"] <= 1.0
+    assert js["steps"] == 50 and "perceptual" in js
+    assert ("LPIPS" in js["perceptual"]) or ("MS-SSIM" in js["perceptual"])
+    # the loss curve names the perceptual term as what it is
+    loss = str(final[LOSS])
+    assert js["perceptual"].split(" (")[0] in loss
+    assert final[CHAN] is not None and final[DIMS] is not None and final[DIFF] is not None
+    assert js["explanation"]["method"] == "integrated_gradients"
+    print(f"50-step detect: {len(outs)} updates in {time.perf_counter() - t0:.1f} s")
+
+    # the prior slider re-decides without re-inverting (same session)
+    from lf_core.classify import decide
+
+    share = 0.5 if "trained with 50%" in final[VERDICT] else None
+    t1 = time.perf_counter()
+    for prior in (0.01, 0.99):
+        card = client.predict(prior, api_name="/decide")
+        assert _is_verdict(card) and f"π = {prior:.2f}" in card
+        if share is not None:
+            want = "FAKE" if decide(js["p_fake"], prior, share) else "REAL"
+            assert f'lf-label">{want}<' in card
+    assert time.perf_counter() - t1 < 10
+
+
+def test_stop_gives_a_verdict_on_the_code_so_far(client):
+    job = client.submit(handle_file(str(EXAMPLE)), 200, 0.5, api_name="/detect")
+    while True:  # wait until the optimisation runs
+        outs = job.outputs()
+        if outs and "Step" in str(outs[-1][STATUS]):
+            break
+        assert not job.done(), "finished before it could be stopped"
+        time.sleep(0.2)
+    client.predict(api_name="/stop_detect")
+    final = job.result(timeout=120)
+    assert _is_verdict(final[VERDICT])
+    assert final[JSON]["steps"] < 200 and "Stopped" in final[VERDICT]
+
+
+def test_explore_mixes_layers_of_the_detected_face(client):
+    client.predict(handle_file(str(EXAMPLE)), 0, 0.5, api_name="/detect")
+    a, mixed, b, info = client.predict("coarse", 8, "mean face", None, None, api_name="/explore")
+    from PIL import Image
+
+    imgs = [np.asarray(Image.open(p).convert("RGB")) for p in (a, mixed, b)]
+    assert all(im.shape == (256, 256, 3) for im in imgs)
+    assert "coarse" in info and "p(fake)" in info
+
+
+def test_video_per_frame_scores(client, data_dir):
+    from lf_core.detect import VIDEO_RULE
+
+    video = data_dir / "videos" / "real" / "lynaeydofd.mp4"
+    timeline, card, gallery, status, js = client.predict(
+        handle_file(str(video)), 100, 0, 0.5, api_name="/video")
+    frames = js["frames"]
+    assert [f["index"] for f in frames] == [0, 100, 200]
+    scored = [f["faces"][0]["prob_fake"] for f in frames if f["faces"]]
+    assert scored and all(0.0 <= p <= 1.0 for p in scored)
+    assert js["verdict"] in ("real", "fake") and js["rule"] == VIDEO_RULE
+    assert _is_verdict(card) and "Video rule" in card
+    assert gallery and timeline is not None
+
+
+def _good_request_works(client):
+    out = client.predict(handle_file(str(EXAMPLE)), 0, 0.5, api_name="/detect")
+    assert _is_verdict(out[VERDICT])
+
+
+def test_bad_uploads_give_readable_errors_and_the_app_keeps_serving(client, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    not_image = tmp_path / "notes.jpg"
+    not_image.write_text("this is not a picture")
+    grey = tmp_path / "grey.png"
+    from PIL import Image
+
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(grey)
+    corrupt = tmp_path / "clip.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(50_000))
+
+    cases = [(not_image, "/detect", "not an image"), (grey, "/detect", "No face found"),
+             (corrupt, "/video", "could not be opened as a video")]
+    for path, api, want in cases:
+        args = (handle_file(str(path)), 0, 0.5) if api == "/detect" else \
+            (handle_file(str(path)), 100, 0, 0.5)
+        with pytest.raises(AppError) as err:
+            client.predict(*args, api_name=api)
+        msg = str(err.value)
+        assert want in msg, msg
+        assert "Traceback" not in msg and "File \"" not in msg
+        _good_request_works(client)
+
+    # too large: refused before upload by the client, and by the server on a raw upload
+    big = tmp_path / "big.jpg"
+    big.write_bytes(os.urandom((UPLOAD_LIMIT_MB + 1) * 2**20))
+    with pytest.raises(Exception) as err:
+        client.predict(handle_file(str(big)), 0, 0.5, api_name="/detect")
+    assert "maximum file size" in str(err.value)
+    import httpx
+
+    with open(big, "rb") as f:
+        r = httpx.post(client.src.rstrip("/") + "/gradio_api/upload",
+                       files={"files": ("big.jpg", f, "image/jpeg")}, timeout=60)
+    assert r.status_code == 413 and "maximum allowed size" in r.text
+    _good_request_works(client)
+
+
+def test_four_clients_at_once(app_url):
+    results, errors = {}, []
+
+    def run(i):
+        try:
+            c = Client(app_url, verbose=False)
+            out = c.predict(handle_file(str(EXAMPLE)), 0, 0.5, api_name="/detect")
+            results[i] = out
+        except Exception as e:  # collected, asserted below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors, errors
+    assert len(results) == 4 and all(_is_verdict(o[VERDICT]) for o in results.values())
+    ps = {round(o[JSON]["p_fake"], 6) for o in results.values()}
+    assert len(ps) == 1  # same image, same code, same score
+
+
+def test_train_your_own_then_detect_with_it(client, dfdc_pairs):
+    reals = [handle_file(str(r)) for r, _ in dfdc_pairs[:4]]
+    fakes = [handle_file(str(f)) for _, f in dfdc_pairs[:4]]
+    report, download, source, _ = client.predict(reals, fakes, None, "lr", api_name="/train")
+    assert "cross-validated accuracy" in report and "real" in report and "fake" in report
+    assert source == "My trained detector (this session)"
+    path = download if isinstance(download, str) else download.get("value")
+    from lf_core.classify import load_classifier
+
+    det = load_classifier(path)
+    assert det.KIND == "lr" and det.metrics["quick_train"]["n_real"] >= 1
+    out = client.predict(handle_file(str(EXAMPLE)), 0, 0.5, api_name="/detect")
+    assert "trained in this session" in out[VERDICT]
+
+
+def test_train_rejects_one_class(client, dfdc_pairs):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as err:
+        client.predict([handle_file(str(dfdc_pairs[0][0]))], [], None, "lr", api_name="/train")
+    assert "fake" in str(err.value)
+
+
+def test_settings_bad_path_is_reported(client):
+    status, header = client.predict("/nonexistent/ffhq.pt", "", "Detector file",
+                                    api_name="/settings")
+    assert "Weights not changed" in status and "not found" in status
+    assert "Generator:" in header
+
+
+def test_no_detector_degrades_readably(model, tmp_path):
+    app, url = start_app({"LF_DETECTOR": str(tmp_path / "none.safetensors"),
+                          "LF_WEIGHTS": model.path})
+    try:
+        c = Client(url, verbose=False)
+        out = c.predict(handle_file(str(EXAMPLE)), 0, 0.5, api_name="/detect")
+        assert out[RECON] is not None  # aligned and inverted anyway
+        assert "No verdict" in out[VERDICT] and "Detector file not found" in out[VERDICT]
+        assert out[JSON]["verdict"] is None
+    finally:
+        app.close()
+
+
+def test_benchmarks_tab_explains_how_to_make_results(client):
+    md, gallery = client.predict(api_name="/benchmarks")
+    if (ROOT / "benchmarks" / "RESULTS.md").is_file():
+        assert md.strip()
+    else:
+        assert "lf bench" in md
+
+
+# --------------------------------------------------------------------------- core parts
+
+
+def test_channel_labels_follow_the_rosinality_layout():
+    from lf_core.explain import channel_labels, layer_resolutions
+
+    labels = channel_labels()
+    assert len(labels) == 14
+    assert labels[0] == "0: 4px" and labels[1].startswith("1: 4px rgb")
+    assert labels[2] == "2: 8px" and labels[13] == "13: 256px rgb"
+    assert layer_resolutions()[11] == (128, 256)
+
+
+def test_explain_methods_agree_in_sign(detector, model):
+    from lf_core.explain import ChannelAblation, IntegratedGradients, explain, mix
+
+    rng = np.random.default_rng(0)
+    w = (model.w_avg.numpy() + rng.normal(0, 0.5, (14, 512)).astype(np.float32))[None]
+    base = model.w_avg.numpy()
+    ig = IntegratedGradients(detector, base).explain(w)
+    assert ig.dims.shape == (14, 512) and ig.channels.shape == (14,)
+    # completeness: the attributions add up to p(w) - p(baseline)
+    assert abs(ig.dims.sum() - (ig.p_fake - ig.p_fake_baseline)) < 1e-3
+    ab = ChannelAblation(detector, base).explain(w)
+    assert ab.method == "channel_ablation" and ab.dims.shape == (14, 512)
+    assert explain(w, detector).method == "integrated_gradients"
+    m = mix(w, base[None], "fine")
+    assert np.allclose(m[0, 8:], base[8:]) and np.allclose(m[0, :8], w[0, :8])
+
+
+def test_quick_train_counts_and_skips(model, dfdc_pairs, tmp_path):
+    from lf_core.quicktrain import quick_train
+
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a png")
+    imgs = [r for r, _ in dfdc_pairs[:3]] + [f for _, f in dfdc_pairs[:3]] + [junk]
+    res = quick_train(imgs, [0, 0, 0, 1, 1, 1, 1], model, folds=5)
+    assert res.n_real + res.n_fake + len(res.skipped) == 7
+    assert any("junk.png" in s for s in res.skipped)
+    assert res.cv_accuracy is None or 0.0 <= res.cv_accuracy <= 1.0
+    assert res.detector.predict_proba(np.zeros((1, 14, 512), np.float32)).shape == (1, 2)
