@@ -15,6 +15,7 @@ Endpoints (stable api_names, for gradio_client):
 """
 
 import os
+import types
 from pathlib import Path
 
 import gradio as gr
@@ -46,32 +47,38 @@ rare, stronger evidence is needed to say *fake*. Moving it re-decides instantly.
 """
 
 
-class SafeImage(gr.Image):
-    """gr.Image that hands the raw upload path to the handler: lf_core.io reads (and
-    refuses, with a readable message) whatever was uploaded, instead of Gradio's PIL call
-    failing with a generic error on a non-image."""
-
-    is_template = True
-
-    def preprocess(self, payload):
-        if payload is None:
-            return None
-        if getattr(payload, "path", None):
-            return str(payload.path)
-        return super().preprocess(payload)  # data: URLs (webcam / clipboard)
-
-
-class SafeVideo(gr.Video):
-    """gr.Video without conversion on upload (no ffmpeg needed): lf_core.io reads it."""
-
-    is_template = True
-
-    def preprocess(self, payload):
-        if payload is None:
-            return None
-        if not getattr(payload, "path", None):
-            raise gr.Error("The uploaded video has no data; upload it again.")
+def _raw_image_upload(self, payload):
+    """The raw upload path goes to the handler: lf_core.io reads (and refuses, with a
+    readable message) whatever was uploaded, instead of Gradio's PIL call failing with a
+    generic error on a non-image."""
+    if payload is None:
+        return None
+    if getattr(payload, "path", None):
         return str(payload.path)
+    return type(self).preprocess(self, payload)  # data: URLs (webcam / clipboard)
+
+
+def _raw_video_upload(self, payload):
+    """No conversion on upload (no ffmpeg needed): lf_core.io reads the file."""
+    if payload is None:
+        return None
+    if not getattr(payload, "path", None):
+        raise gr.Error("The uploaded video has no data; upload it again.")
+    return str(payload.path)
+
+
+def SafeImage(**kw) -> gr.Image:
+    """gr.Image(type="filepath") whose upload reaches the handler unopened. (The override
+    is per instance: a gr.Image subclass would make Gradio write a .pyi stub here.)"""
+    comp = gr.Image(**kw)
+    comp.preprocess = types.MethodType(_raw_image_upload, comp)
+    return comp
+
+
+def SafeVideo(**kw) -> gr.Video:
+    comp = gr.Video(**kw)
+    comp.preprocess = types.MethodType(_raw_video_upload, comp)
+    return comp
 
 
 def _examples():
@@ -83,7 +90,9 @@ def _examples():
 
 def build_demo() -> gr.Blocks:
     defaults = Settings.default()
-    with gr.Blocks(title="LatentForensics: real or deepfake?", analytics_enabled=False) as demo:
+    # delete_cache: uploads and outputs older than an hour are removed every hour
+    with gr.Blocks(title="LatentForensics: real or deepfake?", analytics_enabled=False,
+                   delete_cache=(3600, 3600)) as demo:
         settings = gr.State(defaults)
         result = gr.State(None)
         vresult = gr.State(None)
@@ -297,6 +306,7 @@ def launch(demo: gr.Blocks | None = None, **kw):
         kw["server_port"] = int(os.environ["GRADIO_SERVER_PORT"])
     kw.setdefault("max_file_size", int(max_upload_mb() * 2**20))
     kw.setdefault("show_error", False)
+    kw.setdefault("state_session_capacity", 200)  # each session keeps its last result
     kw.setdefault("ssr_mode", False)
     kw.setdefault("footer_links", ["api", "settings"])
     kw.setdefault("theme", THEME)
