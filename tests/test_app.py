@@ -325,3 +325,18 @@ def test_quick_train_counts_and_skips(model, dfdc_pairs, tmp_path):
     assert any("junk.png" in s for s in res.skipped)
     assert res.cv_accuracy is None or 0.0 <= res.cv_accuracy <= 1.0
     assert res.detector.predict_proba(np.zeros((1, 14, 512), np.float32)).shape == (1, 2)
+
+
+def test_train_from_a_zip(client, dfdc_pairs, tmp_path):
+    import zipfile
+
+    z = tmp_path / "faces.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for i, (r, f) in enumerate(dfdc_pairs[:3]):
+            zf.write(r, f"mine/real/{i}.jpg")
+            zf.write(f, f"mine/fake/{i}.jpg")
+        zf.writestr("mine/notes.txt", "not a face")
+    report, download, source, _ = client.predict(None, None, handle_file(str(z)), "lr",
+                                                 api_name="/train")
+    assert "cross-validated accuracy" in report and "skipped" in report
+    assert "notes.txt" in report
