@@ -1,0 +1,111 @@
+"""Numbers and pictures for weights/README.md (the embedded model's card).
+
+    python benchmarks/model_card.py --cache runs/gen [--weights W] [--inv-faces 16] [--steps 100]
+
+On the fixed validation faces (runs/gen/faces_val.npy, built by `lf train-generator`:
+identities / groups the generator never trained on) it measures, at 256 px:
+  - encoder-only reconstruction PSNR / SSIM (all validation faces),
+  - after `--steps` inversion steps (the first `--inv-faces` faces: CPU time),
+  - the paper's PCA-512 baseline fitted on the same training faces (IncrementalPCA on
+    64 x 64 crops, reconstructions resized back to 256 px), on the same faces,
+and writes weights/card_recon.png (faces | encoder-only | k steps | PCA-512) and
+weights/card_mixing.png (style mixing: coarse, middle, fine rows of a second face).
+Prints a Markdown table to paste into the card.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lf_core import invert as inv  # noqa: E402
+from lf_core.explain import GROUPS, mix  # noqa: E402
+from lf_core.losses import psnr, ssim  # noqa: E402
+from lf_core.model import load_model  # noqa: E402
+from lf_core.projectors import PCAProjector  # noqa: E402
+
+
+def scores(x, y):
+    """x, y: (N, 256, 256, 3) uint8 -> (psnr (N,), ssim (N,))."""
+    a, b = inv.to_tensor(x), inv.to_tensor(y)
+    return psnr(b, a, reduce=False).numpy(), ssim(b, a, reduce=False).numpy()
+
+
+def ci95(v):
+    v = np.asarray(v, np.float64)
+    return v.mean(), 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cache", default="runs/gen")
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--inv-faces", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--pca-train", type=int, default=4000, help="training faces for PCA")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    model = load_model(a.weights)
+    cache = Path(a.cache)
+    val = np.asarray(np.load(cache / "faces_val.npy", mmap_mode="r"))
+    train = np.load(cache / "faces_train.npy", mmap_mode="r")
+    print(f"model {model.name}; {len(val)} validation faces; {len(train)} training faces")
+
+    t = time.perf_counter()
+    enc = np.concatenate([inv.reconstruct(model, inv.encode(model, val[i:i + 16]))
+                          for i in range(0, len(val), 16)])
+    p_enc, s_enc = scores(val, enc)
+    print(f"encoder-only: {time.perf_counter() - t:.1f} s")
+
+    k = min(a.inv_faces, len(val))
+    t = time.perf_counter()
+    runs = [inv.run(model, val[i], steps=a.steps) for i in range(k)]
+    inv_img = np.stack([r.image for r in runs])
+    p_inv, s_inv = scores(val[:k], inv_img)
+    print(f"{a.steps}-step inversion of {k} faces: {time.perf_counter() - t:.1f} s "
+          f"(perceptual term: {runs[0].perceptual})")
+
+    rng = np.random.default_rng(0)
+    idx = np.sort(rng.permutation(len(train))[:a.pca_train])
+    t = time.perf_counter()
+    pca = PCAProjector(512, size=64).fit(np.asarray(train[idx]))
+    rec = pca.reconstruct(pca.project(val), full_size=True)
+    p_pca, s_pca = scores(val, rec)
+    print(f"PCA-512 fit on {len(idx)} faces + projection: {time.perf_counter() - t:.1f} s")
+
+    rows = [("StyleGAN encoder-only", p_enc, s_enc, len(val)),
+            (f"StyleGAN + {a.steps} steps", p_inv, s_inv, k),
+            ("PCA-512 (64 px, resized)", p_pca, s_pca, len(val)),
+            (f"PCA-512 on the same {k} faces", p_pca[:k], s_pca[:k], k),
+            (f"StyleGAN encoder-only, same {k} faces", p_enc[:k], s_enc[:k], k)]
+    print("\n| projector | faces | PSNR dB (95% CI) | SSIM (95% CI) |\n|---|---|---|---|")
+    for name, p, s, n in rows:
+        (pm, pc), (sm, sc) = ci95(p), ci95(s)
+        print(f"| {name} | {n} | {pm:.2f} ± {pc:.2f} | {sm:.3f} ± {sc:.3f} |")
+
+    out = ROOT / "weights"
+    n = min(6, k)
+    grid = np.concatenate([np.concatenate(list(g[:n]), 1) for g in (val, enc, inv_img, rec)], 0)
+    Image.fromarray(grid).save(out / "card_recon.png")
+
+    w = [r.w[0] for r in runs[:4]]  # (14, 512) each
+    rows = []
+    for i in range(0, len(w) - 1, 2):
+        a_, b_ = w[i], w[i + 1]
+        cells = [a_, b_] + [mix(a_[None], b_[None], GROUPS[g])[0] for g in ("coarse", "middle", "fine")]
+        rows.append(np.concatenate(list(inv.reconstruct(model, np.stack(cells))), 1))
+    Image.fromarray(np.concatenate(rows, 0)).save(out / "card_mixing.png")
+    print(f"\nwrote {out / 'card_recon.png'} (faces | encoder-only | {a.steps} steps | PCA-512) "
+          f"and {out / 'card_mixing.png'} (A | B | A with B's coarse | middle | fine rows)")
+
+
+if __name__ == "__main__":
+    main()
