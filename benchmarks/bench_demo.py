@@ -9,8 +9,9 @@ or the embedded model), then per run: submit an image (upload included) to /dete
   - first reconstruction: the first update carrying G(w) (the encoder's code)
   - verdict: the first update carrying the verdict card (encoder + N steps + classifier)
   - done: the last update (attributions included)
-and print medians against the targets (verdict <= 6 s, first update <= 2 s). The first
-request (model loading, graph building) is a warm-up and not counted.
+and print medians against the targets (verdict <= 6 s, first update <= 2 s), next to the
+same work without the UI (lf_core.detect.predict_image, in process). The first request
+(model loading, graph building) is a warm-up and not counted.
 
 Without --detector (and no weights/detector-default.safetensors), a small logistic
 regression is trained first on 16 DFDC crops with lf_core.quicktrain (not timed).
@@ -64,6 +65,9 @@ def one_run(client, image, steps):
     first = recon = verdict = None
     n = 0
     for out in job:
+        if not isinstance(out, (list, tuple)) or len(out) < 6:
+            print(f"  (unexpected update: {str(out)[:200]})", flush=True)
+            continue
         n += 1
         now = time.perf_counter() - t0
         if first is None:
@@ -113,6 +117,15 @@ def main():
                   f"{r['first_recon_s']:.2f} s, verdict "
                   f"{r['verdict_s']:.2f} s, done {r['done_s']:.2f} s, {r['updates']} updates",
                   flush=True)
+        core = []  # the same work without the UI: lf_core.detect.predict_image
+        from lf_core.detect import load_detector, predict_image
+        from lf_core.model import load_model
+
+        model, detector = load_model(), load_detector(det)
+        for _ in range(args.runs):
+            t = time.perf_counter()
+            predict_image(str(args.image), steps=args.steps, model=model, detector=detector)
+            core.append(time.perf_counter() - t)
     finally:
         app.close()
 
@@ -125,6 +138,9 @@ def main():
           f"(target <= {TARGET_FIRST_S:.0f} s: {'OK' if med['first_update_s'] <= TARGET_FIRST_S else 'MISSED'})")
     print(f"upload -> first reconstruction G(w):    median {med['first_recon_s']:.2f} s")
     print(f"upload -> explanations shown:           median {med['done_s']:.2f} s")
+    med["core_predict_image_s"] = statistics.median(core)
+    print(f"same image, lf_core.predict_image only: median {med['core_predict_image_s']:.2f} s "
+          "(no UI, no upload: the floor on this machine)")
     print(f"({args.runs} runs; {os.cpu_count()} CPUs, load average {load[0]:.1f}; "
           f"torch threads {torch.get_num_threads()})")
     if args.json:

@@ -27,15 +27,16 @@ from lf_core.losses import perceptual
 from lf_core.quicktrain import quick_train, read_zip
 
 from . import plots, render
-from .state import (NO_DETECTOR, SRC_FILE, SRC_TRAINED, STOPS, NoDetectorError, Settings,
-                    describe_settings, get_detector, get_model, readable_errors, upload_path)
+from .state import (NO_DETECTOR, SRC_FILE, SRC_TRAINED, STOPS, NoDetectorError, OutFiles,
+                    Settings, describe_settings, get_detector, get_model, readable_errors,
+                    upload_path)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 MAX_STEPS = 200
 MAX_VIDEO_STEPS = 50
 MAX_VIDEO_FRAMES = int(os.environ.get("LF_MAX_VIDEO_FRAMES", "60"))
-UPDATE_EVERY_S = 0.4  # at most this often a streamed update without a new image
+UPDATE_EVERY_S = 0.75  # at most this often a streamed update without a new image
 
 
 def _status(text: str) -> str:
@@ -92,10 +93,12 @@ def detect(image, steps, prior, settings, request: gr.Request):
     img = load_image(path)
     faces = align(img)
     face = faces[0]
-    annotated = render.draw_faces(img, faces)
+    files = OutFiles()
+    annotated = files.image(render.draw_faces(img, faces), "faces", "jpg")
+    crop = files.image(face.crop, "crop")
     perc = perceptual().name
     n_txt = f"{len(faces)} faces found; analysing the largest" if len(faces) > 1 else "1 face found"
-    out = [annotated, face.crop, None, plots.loss_curve([], perc, steps),
+    out = [annotated, crop, None, plots.loss_curve([], perc, steps),
            _status(f"{n_txt}. Loading the model…"), render.placeholder_card("Inverting…"),
            None, None, None, None, None]
     yield tuple(out)
@@ -129,14 +132,15 @@ def detect(image, steps, prior, settings, request: gr.Request):
             msg = (f"Step <b>{p.step} / {steps}</b> · {_fmt_s(p.elapsed_s)} elapsed · "
                    f"ETA {_fmt_s(p.eta_s)} · total loss {tot:.4f}")
         # only what changed goes to the browser: the photo and crop stay as they are
-        yield (skip, skip, p.image if p.image is not None else skip,
+        recon = skip if p.image is None else files.image(p.image, f"recon-{p.step}")
+        yield (skip, skip, recon,
                live.update(history) if history else skip, _status(msg),
                skip, skip, skip, skip, skip, skip)
 
     r = p.result
-    out[2] = r.image
+    out[2] = files.image(r.image, f"recon-{r.steps}")
     out[3] = plots.loss_curve(r.losses, r.perceptual, steps)
-    out[8] = render.diff_image(face.crop, r.image)
+    out[8] = files.image(render.diff_image(face.crop, r.image), "diff")
     stopped = r.steps < steps
     res = {"weights": model.name,
            "projector": _projector_text(model, r.steps, steps, r.perceptual, r.psnr),
@@ -293,8 +297,9 @@ def video(video_file, every, steps, prior, settings, request: gr.Request):
         res["notes"] = res["notes"] + [f"Only the first {MAX_VIDEO_FRAMES} sampled frames were "
                                        "scored (the demo's limit); raise 'every' to cover more."]
     scored = sorted((f for f in vr.frames if f.faces), key=lambda f: -f.faces[0].prob_fake)
-    gallery = [(f.faces[0].crop, f"{f.faces[0].prob_fake:.2f} · {f.time_s:.1f} s")
-               for f in scored[:6]]
+    files = OutFiles()
+    gallery = [(files.image(f.faces[0].crop, f"frame-{f.index}"),
+                f"{f.faces[0].prob_fake:.2f} · {f.time_s:.1f} s") for f in scored[:6]]
     js = vr.to_json()
     js.pop("path", None)  # a "path" key would make gradio_client take the JSON for a file
     js = {"video": Path(path).name, **js}
@@ -357,7 +362,9 @@ def explore(what, row, source, face_a, face_b, result, settings):
         lines.append(f"Detector: p(fake) {pa:.3f} → **{pm:.3f}** after the swap.")
     except NoDetectorError:
         lines.append("(No detector installed: no scores.)")
-    return imgs[0], imgs[1], imgs[2], "\n\n".join(lines)
+    files = OutFiles()
+    return (files.image(imgs[0], "face-a"), files.image(imgs[1], "mixed"),
+            files.image(imgs[2], "source"), "\n\n".join(lines))
 
 
 # --------------------------------------------------------------------------- Benchmarks

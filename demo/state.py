@@ -12,7 +12,11 @@ import html
 import inspect
 import logging
 import os
+import shutil
+import tempfile
 import threading
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +24,7 @@ import gradio as gr
 
 from lf_core.detect import DEFAULT_DETECTOR, describe_detector, load_detector
 from lf_core.errors import BadInputError, LFError, WeightsError
+from lf_core.io import save_image
 from lf_core.model import DEFAULT_WEIGHTS, default_weights, load_model
 
 log = logging.getLogger("lf.demo")
@@ -120,6 +125,45 @@ def upload_path(value, what: str = "image") -> str:
         raise BadInputError(f"The {what} is too large ({size / 2**20:.1f} MB; the limit is "
                             f"{limit:g} MB). Use a smaller file.")
     return str(p)
+
+
+# --------------------------------------------------------------------------- output files
+
+OUT_ROOT = Path(tempfile.gettempdir()) / "lf-demo-out"
+OUT_MAX_AGE_S = 3600
+
+
+class OutFiles:
+    """Output images written once, atomically, as files; the handlers return their paths.
+
+    Gradio writes numpy outputs to its cache non-atomically under a content hash, so the
+    same picture sent twice (the crop in every update, the same face from two clients) can
+    be read half-written by a client still downloading the first copy. Gradio copies a
+    returned *file* into its cache atomically and only once. Folders older than an hour
+    are removed when a new one is made."""
+
+    def __init__(self):
+        OUT_ROOT.mkdir(parents=True, exist_ok=True)
+        _prune()
+        self.dir = OUT_ROOT / uuid.uuid4().hex
+        self.dir.mkdir()
+        self.n = 0
+
+    def image(self, arr, name: str, fmt: str = "png") -> str:
+        self.n += 1
+        path = self.dir / f"{self.n:03d}-{name}.{fmt}"
+        save_image(arr, path, quality=90)
+        return str(path)
+
+
+def _prune():
+    now = time.time()
+    for d in OUT_ROOT.iterdir():
+        try:
+            if now - d.stat().st_mtime > OUT_MAX_AGE_S:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass
 
 
 # --------------------------------------------------------------------------- stop flags
