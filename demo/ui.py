@@ -21,7 +21,7 @@ from pathlib import Path
 import gradio as gr
 
 from . import handlers as H
-from . import plots, render
+from . import render
 from .state import SRC_FILE, SRC_TRAINED, Settings, max_upload_mb
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -150,9 +150,9 @@ def build_demo() -> gr.Blocks:
 
                 det_outputs = [faces_img, crop_img, recon_img, loss_plot, status, verdict,
                                chan_plot, dims_plot, diff_img, result_json, result]
-                det_ev = run.click(H.detect, [image, steps, prior, settings], det_outputs,
-                                   api_name="detect", show_progress="minimal",
-                                   show_progress_on=[status], concurrency_id="heavy")
+                run.click(H.detect, [image, steps, prior, settings], det_outputs,
+                          api_name="detect", show_progress="minimal",
+                          show_progress_on=[status], concurrency_id="heavy")
                 stop.click(H.stop_detect, None, None, api_name="stop_detect",
                            concurrency_limit=None, show_progress="hidden")
                 prior.change(H.redecide, [prior, result], [verdict], api_name="decide",

@@ -71,3 +71,40 @@ def detector_path(model, data_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp("det") / "det.safetensors"
     det.save(path, metrics={"projector": {"kind": "stylegan", "steps": 0}})
     return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def start_app():
+    """A function env -> (app, url): launches the demo in this process (background thread).
+    `env` is set while the app is built (it reads LF_WEIGHTS / LF_DETECTOR then), then
+    restored."""
+    import sys
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+
+    def start(env: dict):
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            from demo.ui import build_demo, launch
+
+            app = launch(build_demo(), server_port=free_port(), prevent_thread_lock=True,
+                         quiet=True)
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        return app, app.local_url
+
+    return start

@@ -6,7 +6,6 @@ the app through LF_DETECTOR, as a user would.
 """
 
 import os
-import socket
 import sys
 import threading
 import time
@@ -29,43 +28,11 @@ UPLOAD_LIMIT_MB = 8  # the app under test gets a small upload limit (LF_MAX_UPLO
 FACES, CROP, RECON, LOSS, STATUS, VERDICT, CHAN, DIMS, DIFF, JSON = range(10)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(env: dict):
-    """Launch the demo in this process (background thread) -> (blocks, url). `env` is set
-    while the app is built (it reads LF_WEIGHTS / LF_DETECTOR then), then restored."""
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        from demo.ui import build_demo, launch
-
-        app = launch(build_demo(), server_port=free_port(), prevent_thread_lock=True,
-                     quiet=True)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return app, app.local_url
-
-
 @pytest.fixture(scope="module")
-def app_detector_path(detector, tmp_path_factory):
-    path = tmp_path_factory.mktemp("app-det") / "det.safetensors"
-    detector.save(path, metrics={"projector": {"kind": "stylegan", "steps": 0}})
-    return path
-
-
-@pytest.fixture(scope="module")
-def app_url(model, app_detector_path):
+def app_url(model, detector_path, start_app):
     old_limit = os.environ.get("LF_MAX_UPLOAD_MB")
     os.environ["LF_MAX_UPLOAD_MB"] = str(UPLOAD_LIMIT_MB)  # read at launch and per request
-    app, url = start_app({"LF_DETECTOR": str(app_detector_path), "LF_WEIGHTS": model.path})
+    app, url = start_app({"LF_DETECTOR": str(detector_path), "LF_WEIGHTS": model.path})
     yield url
     app.close()
     if old_limit is None:
@@ -263,7 +230,7 @@ def test_settings_bad_path_is_reported(client):
     assert "Generator:" in header
 
 
-def test_no_detector_degrades_readably(model, tmp_path):
+def test_no_detector_degrades_readably(model, tmp_path, start_app):
     app, url = start_app({"LF_DETECTOR": str(tmp_path / "none.safetensors"),
                           "LF_WEIGHTS": model.path})
     try:

@@ -5,7 +5,6 @@ a screenshot to tests/artifacts/. No browser is ever downloaded (no `playwright 
 
 import os
 import shutil
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -29,29 +28,10 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright-python 
                                "(pip install -r requirements-dev.txt)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def app_url(model, detector, tmp_path_factory):
-    path = tmp_path_factory.mktemp("e2e-det") / "det.safetensors"
-    detector.save(path, metrics={"projector": {"kind": "stylegan", "steps": 0}})
-    old = {k: os.environ.get(k) for k in ("LF_DETECTOR", "LF_WEIGHTS")}
-    os.environ.update(LF_DETECTOR=str(path), LF_WEIGHTS=model.path)
-    try:
-        from demo.ui import build_demo, launch
-
-        app = launch(build_demo(), server_port=free_port(), prevent_thread_lock=True, quiet=True)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    yield app.local_url
+def app_url(model, detector_path, start_app):
+    app, url = start_app({"LF_DETECTOR": str(detector_path), "LF_WEIGHTS": model.path})
+    yield url
     app.close()
 
 

@@ -54,9 +54,12 @@ def test_predict_image_and_prior(model, detector, dfdc_pairs):
     assert set(f.timings) >= {"align", "encode", "classify"}
     js = res.to_json()
     assert js["faces"][0]["prob_fake"] == f.prob_fake
-    # the prior rule: a tiny expected share of fakes makes "fake" harder, a large one easier
-    v_lo = detect.classify(f.w, detector, prior_fake=1e-6)
-    v_hi = detect.classify(f.w, detector, prior_fake=1 - 1e-6)
+    # the prior rule: fake iff LR >= pi_real / pi_fake. Priors that put the threshold 10x
+    # above and 10x below this face's likelihood ratio give the two answers.
+    lr = f.likelihood_ratio
+    v_lo = detect.classify(f.w, detector, prior_fake=1 / (1 + 10 * lr))
+    v_hi = detect.classify(f.w, detector, prior_fake=1 / (1 + lr / 10))
+    assert v_lo.likelihood_ratio == pytest.approx(lr)
     assert not v_lo.is_fake and v_hi.is_fake
 
 
