@@ -115,10 +115,16 @@ def load_detector(path=None):
     return _DETECTORS[str(path)]
 
 
+def as_detector(detector):
+    """A fitted classifier as it is; a path (or None: the default) loaded."""
+    if detector is None or isinstance(detector, (str, Path)):
+        return load_detector(detector)
+    return detector
+
+
 def classify(w, detector=None, prior_fake=0.5) -> Verdict:
     """W+ code (1, 14, 512) -> Verdict under the prior rule."""
-    det = detector if detector is not None and not isinstance(detector, (str, Path)) \
-        else load_detector(detector)
+    det = as_detector(detector)
     p = float(det.predict_proba(np.asarray(w, np.float32).reshape(1, 14, 512))[0, 1])
     share = det.train_fake_share_
     return Verdict(p, float(likelihood_ratio(p, share)), prior_fake,
@@ -140,8 +146,7 @@ def score_face(face, model, detector, steps=0, prior_fake=0.5, **invert_kw) -> F
 def predict_image(src, steps=0, prior_fake=0.5, model=None, detector=None, max_faces=4):
     """Image (path, bytes or array) -> ImageResult. Raises BadInputError / NoFaceError."""
     model = model or load_model()
-    det = detector if detector is not None and not isinstance(detector, (str, Path)) \
-        else load_detector(detector)
+    det = as_detector(detector)
     t0 = time.perf_counter()
     img = load_image(src)
     t1 = time.perf_counter()
@@ -161,8 +166,7 @@ def predict_video(path, every=10, steps=0, prior_fake=0.5, model=None, detector=
                   max_frames=None, on_frame=None):
     """Video -> VideoResult: every `every`-th frame aligned and scored (largest face)."""
     model = model or load_model()
-    det = detector if detector is not None and not isinstance(detector, (str, Path)) \
-        else load_detector(detector)
+    det = as_detector(detector)
     video_info(path)  # raises BadInputError for an unreadable file
     frames = []
     for fr in read_video(path, every=every, max_frames=max_frames):

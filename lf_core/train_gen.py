@@ -27,6 +27,8 @@ from torch.nn import functional as F
 
 from . import nets
 from .data import data_dir, read_manifest, split_of
+from .invert import to_tensor
+from .loaders import load_checkpoint
 from .losses import ms_ssim_loss, psnr, ssim
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "lf-compact-256.safetensors"
@@ -125,11 +127,6 @@ class TrainConfig:
     limit: int = 0  # cap the training set (tests)
 
 
-def to_tensor(batch):
-    """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
 def evaluate(G, E, val, batch=16):
     """Encoder-only reconstruction PSNR / SSIM on the validation faces."""
     ps, ss = [], []
@@ -156,20 +153,6 @@ def export(G, E, path, meta):
     os.replace(tmp, path)
 
 
-def load_export(path):
-    """(G, E, meta) from an exported file (fp16 -> fp32)."""
-    from safetensors import safe_open
-
-    G, E = nets.compact_generator(), nets.compact_encoder()
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads(f.metadata().get("train", "{}"))
-        g = {k[2:]: f.get_tensor(k).float() for k in f.keys() if k.startswith("G.")}
-        e = {k[2:]: f.get_tensor(k).float() for k in f.keys() if k.startswith("E.")}
-    G.load_state_dict(g)
-    E.load_state_dict(e)
-    return G, E, meta
-
-
 def train(cfg: TrainConfig, log=print):
     from tqdm import tqdm
 
@@ -193,6 +176,7 @@ def train(cfg: TrainConfig, log=print):
     params = list(G.parameters()) + list(E.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
     step, seen, elapsed = 0, 0, 0.0
+    warmup = 0  # steps of linear lr warm-up: a fresh Adam on trained weights jolts them
     ckpt = out / "last.pt"
     if ckpt.exists():
         s = torch.load(ckpt, weights_only=True)
@@ -202,18 +186,23 @@ def train(cfg: TrainConfig, log=print):
         step, seen, elapsed = s["step"], s["seen"], s["elapsed"]
         log(f"resumed from {ckpt} at step {step}")
     elif DEFAULT_WEIGHTS.exists():
-        G, E, meta = load_export(DEFAULT_WEIGHTS)
+        ld = load_checkpoint(DEFAULT_WEIGHTS)  # fp16 -> fp32, eval, frozen: make trainable
+        G, E = ld.G.train().requires_grad_(True), ld.E.train().requires_grad_(True)
+        meta = json.loads(ld.meta.get("train", "{}"))
         params = list(G.parameters()) + list(E.parameters())
         opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
         step, seen, elapsed = meta.get("step", 0), meta.get("seen", 0), meta.get("elapsed", 0.0)
-        log(f"resumed from {DEFAULT_WEIGHTS} (fp16 weights, fresh optimiser) at step {step}")
+        warmup = 200
+        log(f"resumed from {DEFAULT_WEIGHTS} (fp16 weights, fresh optimiser, {warmup} warm-up "
+            f"steps) at step {step}")
 
     n = len(faces)
     per_epoch = n // cfg.batch
-    budget = cfg.hours * 3600
+    budget = cfg.hours * 3600  # for this run; `elapsed` keeps the total over all runs
     total = cfg.steps or None
     bar = tqdm(total=total, initial=step if total else 0, unit="step", dynamic_ncols=True)
-    t0, last_ckpt = time.time(), time.time()
+    t0 = last_ckpt = run_start = time.time()
+    start_step = step
 
     def save(metrics=None):
         meta = {"step": step, "seen": seen, "elapsed": elapsed, "batch": cfg.batch,
@@ -230,7 +219,7 @@ def train(cfg: TrainConfig, log=print):
     while True:
         if cfg.steps and step >= cfg.steps:
             break
-        if elapsed + (time.time() - t0) >= budget:
+        if time.time() - run_start >= budget:
             break
         epoch, k = divmod(step, per_epoch)
         order = np.random.default_rng(cfg.seed + epoch).permutation(n)
@@ -248,6 +237,9 @@ def train(cfg: TrainConfig, log=print):
         if cfg.a_cyc and step % 4 == 0:
             l_cyc = F.mse_loss(E(y.clamp(-1, 1)), w.detach())
             loss = loss + cfg.a_cyc * l_cyc
+        if warmup:
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * min(1.0, (step - start_step + 1) / warmup)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
