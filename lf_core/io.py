@@ -52,13 +52,7 @@ def load_image(src: ImageSource) -> np.ndarray:
             raise BadInputError(f"The image data is empty (0 bytes). {IMAGE_HINT}")
         return _decode(io.BytesIO(data), "image data")
     if isinstance(src, (str, os.PathLike)):
-        p = Path(src)
-        if not p.exists():
-            raise BadInputError(f"File not found: {p}. Check the path.")
-        if not p.is_file():
-            raise BadInputError(f"{p} is not a file. Give the path of an image file.")
-        if p.stat().st_size == 0:
-            raise BadInputError(f"{p.name} is empty (0 bytes). {IMAGE_HINT}")
+        p = _existing_file(src, "an image", IMAGE_HINT)
         try:
             with open(p, "rb") as f:
                 return _decode(f, p.name)
@@ -68,6 +62,18 @@ def load_image(src: ImageSource) -> np.ndarray:
         f"Cannot read an image from a {type(src).__name__}: give a path, bytes, "
         "a PIL image or a numpy array."
     )
+
+
+def _existing_file(path, what: str, hint: str) -> Path:
+    """Path of a non-empty regular file, else BadInputError saying what to do."""
+    p = Path(path)
+    if not p.exists():
+        raise BadInputError(f"File not found: {p}. Check the path.")
+    if not p.is_file():
+        raise BadInputError(f"{p} is not a file. Give the path of {what} file.")
+    if p.stat().st_size == 0:
+        raise BadInputError(f"{p.name} is empty (0 bytes). {hint}")
+    return p
 
 
 def _decode(src, name: str) -> np.ndarray:
@@ -237,13 +243,7 @@ def is_video(path: Union[str, os.PathLike]) -> bool:
 def _open_video(path):
     import cv2
 
-    p = Path(path)
-    if not p.exists():
-        raise BadInputError(f"File not found: {p}. Check the path.")
-    if not p.is_file():
-        raise BadInputError(f"{p} is not a file. Give the path of a video file.")
-    if p.stat().st_size == 0:
-        raise BadInputError(f"{p.name} is empty (0 bytes). Use an MP4, MOV, AVI, MKV or WebM video.")
+    p = _existing_file(path, "a video", "Use an MP4, MOV, AVI, MKV or WebM video.")
     cap = cv2.VideoCapture(str(p))
     if not cap.isOpened():
         cap.release()
