@@ -3,8 +3,8 @@
     python benchmarks/bench_demo.py                       # 3 runs, encoder + 20 steps
     python benchmarks/bench_demo.py --runs 5 --steps 20 --detector weights/detector-default.safetensors
 
-Launches the demo in this process on a free port (as `python app.py` would, on LF_WEIGHTS
-or the embedded model), then per run: submit an image (upload included) to /detect and time
+Starts `python app.py` in its own process on a free port (on LF_WEIGHTS or the embedded
+model; the client in this process plays the browser), then per run: submit an image (upload included) to /detect and time
   - first live update: the first streamed update (detected face + aligned crop)
   - first reconstruction: the first update carrying G(w) (the encoder's code)
   - verdict: the first update carrying the verdict card (encoder + N steps + classifier)
@@ -24,6 +24,7 @@ import json
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -102,12 +103,23 @@ def main():
     if det is None:
         print("no detector given or installed: training a small one (not timed)…", flush=True)
         det = quick_detector(args.data)
-    os.environ["LF_DETECTOR"] = str(det)
-    from demo.ui import build_demo, launch
-
-    app = launch(build_demo(), server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    env = dict(os.environ, LF_DETECTOR=str(det), GRADIO_SERVER_PORT=str(free_port()))
+    port = env["GRADIO_SERVER_PORT"]
+    # the app in its own process, as `python app.py` runs it; the client here plays the browser
+    app = subprocess.Popen([sys.executable, str(ROOT / "app.py")], env=env, cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        client = Client(app.local_url, verbose=False)
+        url = f"http://127.0.0.1:{port}/"
+        for _ in range(240):
+            try:
+                client = Client(url, verbose=False)
+                break
+            except Exception:
+                if app.poll() is not None:
+                    sys.exit(f"app.py exited with {app.returncode}")
+                time.sleep(0.5)
+        else:
+            sys.exit("app.py did not start within 2 minutes")
         one_run(client, args.image, 0)  # warm-up: model load, mediapipe graphs, captum import
         runs = []
         for i in range(args.runs):
@@ -117,17 +129,19 @@ def main():
                   f"{r['first_recon_s']:.2f} s, verdict "
                   f"{r['verdict_s']:.2f} s, done {r['done_s']:.2f} s, {r['updates']} updates",
                   flush=True)
-        core = []  # the same work without the UI: lf_core.detect.predict_image
-        from lf_core.detect import load_detector, predict_image
-        from lf_core.model import load_model
-
-        model, detector = load_model(), load_detector(det)
-        for _ in range(args.runs):
-            t = time.perf_counter()
-            predict_image(str(args.image), steps=args.steps, model=model, detector=detector)
-            core.append(time.perf_counter() - t)
     finally:
-        app.close()
+        app.terminate()
+        app.wait(timeout=30)
+    core = []  # the same work without the UI (the app has exited): lf_core.predict_image
+    from lf_core.detect import load_detector, predict_image
+    from lf_core.model import load_model
+
+    model, detector = load_model(), load_detector(det)
+    predict_image(str(args.image), steps=0, model=model, detector=detector)  # warm-up
+    for _ in range(args.runs):
+        t = time.perf_counter()
+        predict_image(str(args.image), steps=args.steps, model=model, detector=detector)
+        core.append(time.perf_counter() - t)
 
     med = {k: statistics.median(r[k] for r in runs)
            for k in ("first_update_s", "first_recon_s", "verdict_s", "done_s")}

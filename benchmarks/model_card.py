@@ -27,20 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from lf_core import invert as inv  # noqa: E402
 from lf_core.explain import GROUPS, mix  # noqa: E402
-from lf_core.losses import psnr, ssim  # noqa: E402
+from lf_core.losses import image_scores as scores, mean_ci95 as ci95  # noqa: E402
 from lf_core.model import load_model  # noqa: E402
 from lf_core.projectors import PCAProjector  # noqa: E402
-
-
-def scores(x, y):
-    """x, y: (N, 256, 256, 3) uint8 -> (psnr (N,), ssim (N,))."""
-    a, b = inv.to_tensor(x), inv.to_tensor(y)
-    return psnr(b, a, reduce=False).numpy(), ssim(b, a, reduce=False).numpy()
-
-
-def ci95(v):
-    v = np.asarray(v, np.float64)
-    return v.mean(), 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
 
 
 def main():

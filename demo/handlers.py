@@ -7,10 +7,8 @@ of the handlers to inject the request.)
 """
 
 import os
-import queue
 import re
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import numpy as np
 
 from lf_core import invert as inv
 from lf_core.align import align
-from lf_core.detect import VIDEO_RULE, aggregate, classify, describe_detector, predict_video
+from lf_core.detect import VIDEO_RULE, aggregate, classify, describe_detector, score_frames
 from lf_core.errors import BadInputError, LFError
 from lf_core.explain import GROUPS, channel_labels, explain, mix
 from lf_core.io import is_video, load_image, video_info
@@ -28,8 +26,8 @@ from lf_core.quicktrain import quick_train, read_zip
 
 from . import plots, render
 from .state import (NO_DETECTOR, SRC_FILE, SRC_TRAINED, STOPS, NoDetectorError, OutFiles,
-                    Settings, describe_settings, get_detector, get_model, readable_errors,
-                    upload_path)
+                    Settings, describe_settings, get_detector, get_model, on_lane,
+                    readable_errors, stream_on_lane, upload_path)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
@@ -115,7 +113,7 @@ def detect(image, steps, prior, settings, request: gr.Request):
     keys = ("pixel", "perceptual") + (("domain",) if model.E is not None else ()) + ("total",)
     live = plots.LiveLossCurve(perc, steps, keys)
     skip = gr.skip()
-    for p in inv.invert(model, face.crop, steps=steps, should_stop=stop.is_set):
+    for p in stream_on_lane(inv.invert(model, face.crop, steps=steps, should_stop=stop.is_set)):
         if p.result is None and p.step > 0:
             history.append(p.losses)
         if p.result is not None:
@@ -159,7 +157,7 @@ def detect(image, steps, prior, settings, request: gr.Request):
         yield tuple(out)
         return
 
-    v = classify(r.w, det, prior)
+    v = on_lane(classify, r.w, det, prior)
     res.update(p_fake=v.prob_fake, train_fake_share=float(det.train_fake_share_),
                notes=_mismatch_note(det, r.steps))
     state.update(res)
@@ -173,11 +171,7 @@ def detect(image, steps, prior, settings, request: gr.Request):
     yield tuple(out)
 
     try:
-        base = model.w_avg.numpy()
-        att = explain(r.w, det, baseline=base)
-        if np.abs(att.channels).max() < 1e-6 and abs(att.p_fake - att.p_fake_baseline) < 1e-6:
-            # p_fake saturated at both ends: nothing moves it; show the logit instead
-            att = explain(r.w, det, baseline=base, target="logit")
+        att = on_lane(_attributions, r.w, det, model.w_avg.numpy())
         out[6], out[7] = plots.channel_bars(att), plots.dims_heatmap(att)
         out[9]["explanation"] = {"method": att.method, "target": att.target,
                                  "baseline": att.baseline,
@@ -189,6 +183,14 @@ def detect(image, steps, prior, settings, request: gr.Request):
     out[4] = _status(("Stopped" if stopped else "Done") + f": verdict in {_fmt_s(total_s)}; "
                      f"explanations ready in {_fmt_s(time.perf_counter() - t0)} ({msg}).")
     yield tuple(out)
+
+
+def _attributions(w, det, base):
+    att = explain(w, det, baseline=base)
+    if np.abs(att.channels).max() < 1e-6 and abs(att.p_fake - att.p_fake_baseline) < 1e-6:
+        # p_fake saturated at both ends: nothing moves it; show the logit instead
+        att = explain(w, det, baseline=base, target="logit")
+    return att
 
 
 def redecide(prior, result):
@@ -211,10 +213,6 @@ def stop_video(request: gr.Request):
 # --------------------------------------------------------------------------- Video
 
 
-class _Stopped(Exception):
-    pass
-
-
 @readable_errors
 def video(video_file, every, steps, prior, settings, request: gr.Request):
     """Every Nth frame aligned and scored; streams the timeline. Outputs: timeline plot,
@@ -234,66 +232,39 @@ def video(video_file, every, steps, prior, settings, request: gr.Request):
     total_s = info.n_frames / info.fps if info.fps > 0 and info.n_frames else None
     expected = min(MAX_VIDEO_FRAMES, info.n_frames // every + 1 if info.n_frames else MAX_VIDEO_FRAMES)
 
-    q, box = queue.Queue(), {}
-
-    def on_frame(fr):
-        q.put(fr)
-        if stop.is_set():
-            raise _Stopped()
-
-    def work():
-        try:
-            box["result"] = predict_video(path, every=every, steps=steps, prior_fake=prior,
-                                          model=model, detector=det,
-                                          max_frames=MAX_VIDEO_FRAMES, on_frame=on_frame)
-        except _Stopped:
-            pass
-        except BaseException as e:  # handed to the generator below
-            box["error"] = e
-        finally:
-            q.put(None)
-
     thr = plots.fake_threshold(prior, float(det.train_fake_share_))
-    th = threading.Thread(target=work, daemon=True, name="lf-video")
-    th.start()
     frames, points, t0, last = [], [], time.perf_counter(), 0.0
     yield (plots.video_timeline([], thr, total_s), render.placeholder_card("Scoring frames…"),
            None, _status(f"Reading {Path(path).name}: {info.width}×{info.height}, "
                          f"{info.n_frames} frames; scoring every {every}th frame…"), None, None)
-    done = False
-    while not done:
-        try:
-            fr = q.get(timeout=0.25)
-        except queue.Empty:
-            continue
-        if fr is None:
-            done = True
-        else:
-            frames.append(fr)
-            points.append({"t": fr.time_s, "frame": fr.index,
-                           "p": fr.faces[0].prob_fake if fr.faces else None})
+    stopped = False
+    for fr in stream_on_lane(score_frames(path, every, steps, prior, model, det,
+                                          MAX_VIDEO_FRAMES)):
+        frames.append(fr)
+        points.append({"t": fr.time_s, "frame": fr.index,
+                       "p": fr.faces[0].prob_fake if fr.faces else None})
+        if stop.is_set():
+            stopped = True
+            break
         now = time.perf_counter()
-        if done or now - last >= UPDATE_EVERY_S:
+        if now - last >= UPDATE_EVERY_S:
             last = now
             el = now - t0
-            eta = el / len(frames) * max(0, expected - len(frames)) if frames else 0
+            eta = el / len(frames) * max(0, expected - len(frames))
             yield (plots.video_timeline(points, thr, total_s), gr.skip(), gr.skip(),
                    _status(f"Frame {len(frames)} of ~{expected} sampled · {_fmt_s(el)} elapsed"
-                           + (f" · ETA {_fmt_s(eta)}" if not done else "")), gr.skip(), gr.skip())
-    th.join(timeout=5)
-    if "error" in box:
-        raise box["error"]
-    vr = box.get("result") or aggregate(frames, path, model.name, describe_detector(det),
-                                        prior, every, float(det.train_fake_share_))
+                           f" · ETA {_fmt_s(eta)}"), gr.skip(), gr.skip())
+    vr = aggregate(frames, path, model.name, describe_detector(det), prior, every,
+                   float(det.train_fake_share_))
     n_face = sum(1 for f in vr.frames if f.faces)
     res = {"p_fake": vr.prob_fake, "train_fake_share": float(det.train_fake_share_),
            "rule": vr.rule, "n_face": n_face, "n_frames": len(vr.frames), "every": every,
            "weights": model.name, "detector": det_desc,
            "projector": _projector_text(model, steps, steps, perceptual().name) + " per frame",
            "notes": _mismatch_note(det, steps),
-           "partial": None if "result" in box else
+           "partial": None if not stopped else
            f"Stopped after {len(vr.frames)} sampled frames: the verdict uses those."}
-    if len(vr.frames) >= MAX_VIDEO_FRAMES and "result" in box:
+    if len(vr.frames) >= MAX_VIDEO_FRAMES and not stopped:
         res["notes"] = res["notes"] + [f"Only the first {MAX_VIDEO_FRAMES} sampled frames were "
                                        "scored (the demo's limit); raise 'every' to cover more."]
     scored = sorted((f for f in vr.frames if f.faces), key=lambda f: -f.faces[0].prob_fake)
@@ -328,6 +299,10 @@ def _encode_upload(model, value, what):
 def explore(what, row, source, face_a, face_b, result, settings):
     """Style mixing: replace rows of face A's code by face B's or by the mean code.
     Outputs: G(w_A), G(mixed), G(w_B or mean), explanation Markdown."""
+    return on_lane(_explore, what, row, source, face_a, face_b, result, settings)
+
+
+def _explore(what, row, source, face_a, face_b, result, settings):
     settings = settings or Settings.default()
     model = get_model(settings)
     if face_a:
@@ -422,8 +397,8 @@ def train(real_files, fake_files, zip_file, kind, settings, progress=gr.Progress
                             "and fake/ folders) first.")
     model = get_model(settings)
     progress(0, desc="aligning faces")
-    res = quick_train(images, labels, model, kind=kind or "lr",
-                      on_progress=lambda d, t: progress(d / t, desc=f"aligning face {d}/{t}"))
+    res = on_lane(quick_train, images, labels, model, kind=kind or "lr",
+                  on_progress=lambda d, t: progress(d / t, desc=f"aligning face {d}/{t}"))
     skipped += res.skipped
     out_dir = Path(tempfile.mkdtemp(prefix="lf-detector-"))
     path = res.detector.save(out_dir / f"my-detector-{kind or 'lr'}.safetensors",

@@ -7,6 +7,7 @@ cooperative Stop button (a flag the inversion polls between steps).
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import html
 import inspect
@@ -17,6 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,33 @@ from lf_core.model import DEFAULT_WEIGHTS, default_weights, load_model
 
 log = logging.getLogger("lf.demo")
 
+
+# --------------------------------------------------------------------------- the torch lane
+
+# torch's CPU kernels run on libgomp, which keeps one OpenMP thread team per calling
+# thread. Gradio runs each handler, and each step of a streaming handler, on whichever
+# worker thread is free, so torch work spread over its threads grows one team per thread;
+# on 2 cores an idle second team slows the busy one ~1.7x
+# (`python benchmarks/bench_threads.py`). So every model call of the demo runs on this
+# one thread; requests interleave on it step by step.
+_LANE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lf-torch")
+_END = object()
+
+
+def on_lane(fn, *args, **kwargs):
+    """fn(*args, **kwargs) on the torch thread (with the caller's context: gr.Progress)."""
+    if threading.current_thread().name.startswith("lf-torch"):  # already on it
+        return fn(*args, **kwargs)
+    return _LANE.submit(contextvars.copy_context().run, fn, *args, **kwargs).result()
+
+
+def stream_on_lane(gen):
+    """Iterate a generator whose steps run torch, advancing it on the torch thread."""
+    try:
+        while (item := on_lane(next, gen, _END)) is not _END:
+            yield item
+    finally:
+        on_lane(gen.close)
 
 
 def max_upload_mb() -> float:
@@ -74,7 +103,7 @@ def get_model(settings: Settings):
                 "still being trained. Set LF_WEIGHTS, or give a checkpoint path under "
                 "Settings.")
         raise WeightsError(f"Weights file not found: {path}. Fix the path under Settings.")
-    return load_model(path)
+    return on_lane(load_model, path)
 
 
 def get_detector(settings: Settings):
@@ -90,7 +119,7 @@ def get_detector(settings: Settings):
             raise NoDetectorError(NO_DETECTOR)
         raise NoDetectorError(f"Detector file not found: {path}. Fix the path under Settings, "
                               "or train one in the Train-your-own tab.")
-    det = load_detector(path)
+    det = on_lane(load_detector, path)
     return det, f"{describe_detector(det)} ({path.name})"
 
 

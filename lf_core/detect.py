@@ -162,22 +162,31 @@ def predict_image(src, steps=0, prior_fake=0.5, model=None, detector=None, max_f
                        {"decode": t1 - t0, "align": t2 - t1, "total": time.perf_counter() - t0})
 
 
-def predict_video(path, every=10, steps=0, prior_fake=0.5, model=None, detector=None,
-                  max_frames=None, on_frame=None):
-    """Video -> VideoResult: every `every`-th frame aligned and scored (largest face)."""
+def score_frames(path, every=10, steps=0, prior_fake=0.5, model=None, detector=None,
+                 max_frames=None):
+    """Yield a FrameResult (largest face scored, or none) per sampled frame as it is done."""
     model = model or load_model()
     det = as_detector(detector)
     video_info(path)  # raises BadInputError for an unreadable file
-    frames = []
     for fr in read_video(path, every=every, max_frames=max_frames):
         try:
             faces = align(fr.image, max_faces=1)
             res = [score_face(faces[0], model, det, steps, prior_fake)]
         except NoFaceError:
             res = []
-        frames.append(FrameResult(fr.index, fr.time_s, res))
+        yield FrameResult(fr.index, fr.time_s, res)
+
+
+def predict_video(path, every=10, steps=0, prior_fake=0.5, model=None, detector=None,
+                  max_frames=None, on_frame=None):
+    """Video -> VideoResult: every `every`-th frame aligned and scored (largest face)."""
+    model = model or load_model()
+    det = as_detector(detector)
+    frames = []
+    for fr in score_frames(path, every, steps, prior_fake, model, det, max_frames):
+        frames.append(fr)
         if on_frame is not None:
-            on_frame(frames[-1])
+            on_frame(fr)
     return aggregate(frames, str(path), model.name, describe_detector(det), prior_fake,
                      every, det.train_fake_share_)
 

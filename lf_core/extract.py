@@ -165,6 +165,13 @@ def fit_projector(projector: Projector, items: list[Item], fit_limit=5000, batch
             bar.update(len(ok) + len(failed))
             if len(crops):
                 yield crops
+            elif failed and not stats["used"]:
+                stats["why"] = f"{failed[0][1].path}: {failed[0][2]}"
+        if not stats["used"]:
+            why = stats.get("why")
+            raise LFError(f"cannot fit the {projector.kind} projector: none of the {len(pool)} "
+                          "real train-split faces could be read and aligned"
+                          + (f" (first: {why})" if why else ""))
 
     try:
         projector.fit(batches())

@@ -41,7 +41,7 @@ class Progress:
     losses: dict  # {"pixel": ..., "perceptual": ..., "domain": ..., "total": ...}
     elapsed_s: float
     eta_s: float
-    image: np.ndarray | None = None  # (256, 256, 3) uint8, every `every` steps and at the end
+    image: np.ndarray | None = None  # (256, 256, 3) uint8 G(w), every `every` steps and at the end
     result: Inversion | None = None  # set on the last Progress
 
 
@@ -121,10 +121,9 @@ def invert(model, crop, steps=100, lr=0.01, a_pix=1.0, a_perc=1.0, a_dom=0.5, ev
             continue
         if stop:
             break
-        with torch.no_grad():
-            img = to_image(model.G(w))[0]
+        # G(w) of this step's forward (before its update): no extra pass through G
         yield Progress(step, steps, losses, time.perf_counter() - t0,
-                       took / step * (steps - step), image=img)
+                       took / step * (steps - step), image=to_image(y)[0])
 
     with torch.no_grad():
         y = model.G(w)

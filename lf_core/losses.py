@@ -10,6 +10,7 @@ scales), which needs no download. Nothing here ever calls a random-backbone scor
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -51,6 +52,21 @@ def psnr(a, b, reduce=True):
     mse = (a.clamp(-1, 1) - b.clamp(-1, 1)).pow(2).mean([1, 2, 3])
     p = 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
     return p.mean() if reduce else p
+
+
+def image_scores(x, y):
+    """PSNR (dB) and SSIM per image of uint8 batches x, y: (N, H, W, 3) -> ((N,), (N,))."""
+    from .invert import to_tensor
+
+    a, b = to_tensor(x), to_tensor(y)
+    return psnr(b, a, reduce=False).numpy(), ssim(b, a, reduce=False).numpy()
+
+
+def mean_ci95(v) -> tuple[float, float]:
+    """Mean and the half-width of its normal-approximation 95% confidence interval."""
+    v = np.asarray(v, np.float64)
+    half = 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
+    return float(v.mean()), float(half)
 
 
 def ms_ssim_loss(a, b, scales=3):

@@ -16,6 +16,7 @@
 """
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, asdict
@@ -114,6 +115,8 @@ class TrainConfig:
     out: str = "runs/gen"
     batch: int = 8
     lr: float = 1e-3
+    cooldown: float = 0.5  # last share of this run's budget: lr falls (cosine) to lr_end
+    lr_end: float = 1e-4
     a_ssim: float = 0.5
     a_cyc: float = 0.05
     a_reg: float = 1e-4
@@ -151,6 +154,18 @@ def export(G, E, path, meta):
     tmp = path.with_suffix(".tmp")
     save_file(t, str(tmp), metadata=md)
     os.replace(tmp, path)
+
+
+def lr_scale(k, t, warmup, budget, cfg):
+    """lr factor at step k / second t of this run: linear warm-up, then a cosine cool-down
+    from 1 to lr_end / lr over the last `cooldown` share of the time budget."""
+    f = min(1.0, (k + 1) / warmup) if warmup else 1.0
+    if budget and cfg.cooldown:
+        u = (t / budget - (1 - cfg.cooldown)) / cfg.cooldown  # 0 -> 1 in the cool-down
+        if u > 0:
+            end = cfg.lr_end / cfg.lr
+            f *= end + (1 - end) * 0.5 * (1 + math.cos(math.pi * min(u, 1.0)))
+    return f
 
 
 def train(cfg: TrainConfig, log=print):
@@ -237,9 +252,10 @@ def train(cfg: TrainConfig, log=print):
         if cfg.a_cyc and step % 4 == 0:
             l_cyc = F.mse_loss(E(y.clamp(-1, 1)), w.detach())
             loss = loss + cfg.a_cyc * l_cyc
-        if warmup:
-            for g in opt.param_groups:
-                g["lr"] = cfg.lr * min(1.0, (step - start_step + 1) / warmup)
+        lr = cfg.lr * lr_scale(step - start_step, time.time() - run_start, warmup,
+                               budget if not cfg.steps else None, cfg)
+        for g in opt.param_groups:
+            g["lr"] = lr
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -248,7 +264,8 @@ def train(cfg: TrainConfig, log=print):
         step += 1
         seen += len(idx)
         bar.update(1)
-        bar.set_postfix(mse=f"{l_mse.item():.4f}", ssim=f"{1 - l_ssim.item():.3f}", ep=epoch)
+        bar.set_postfix(mse=f"{l_mse.item():.4f}", ssim=f"{1 - l_ssim.item():.3f}", ep=epoch,
+                        lr=f"{lr:.1e}")
 
         if step % cfg.val_every == 0:
             metrics = evaluate(G, E, val)

@@ -1,0 +1,518 @@
+"""`lf bench`: the paper's experiments on one manifest, written to benchmarks/RESULTS.md.
+
+    lf bench runs/det/dfdc_subset.csv --name dfdc --work runs/bench/dfdc
+    lf bench ../shared/data/ffhq_stylegan/manifest.csv --name ffhq_stylegan --work runs/bench/ffhq
+
+Per run (every result is cached in WORK/results.json, so a rerun after a kill goes on
+where it stopped; --redo SECTION recomputes one):
+  codes      lf extract per projector (stylegan encoder-only, pca, vqvae when its file is
+             given, crops for the CNNs); the end-to-end time per face (decode + align +
+             project) is the projector's inference time.
+  table      Table 1: projector x classifier (rf, lr, mlp2, mlp5) and the CNN rows, trained
+             on the train split, scored on the test split (group-disjoint, by source video).
+  recon      reconstruction quality per projector on up to 250 test faces: PSNR, SSIM
+             (and LPIPS only when its backbone is on disk), mean with a 95% CI.
+  channels   accuracy of RF and MLP-5 trained on one W+ row at a time (the paper's Fig. 5).
+  fewshot    test accuracy against the number of training groups (50, 100, 500, all) for
+             the best latent classifier and the best CNN (best by validation AUC).
+
+Each run writes benchmarks/results/NAME.json and its figures; RESULTS.md is rebuilt from
+all the JSON files there, so the DFDC and ffhq_stylegan tables sit side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LFError
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = ROOT / "benchmarks"
+CLASSIFIERS = ("rf", "lr", "mlp2", "mlp5")
+CNNS = ("meso4", "efficientnet_b0", "xception")
+SECTIONS = ("codes", "table", "recon", "channels", "fewshot")
+
+
+@dataclass
+class BenchConfig:
+    manifest: str
+    name: str = "dfdc"
+    work: str = "runs/bench/dfdc"
+    out_dir: str = str(BENCH_DIR)
+    projectors: tuple = ("stylegan", "pca", "vqvae")
+    vqvae_file: str | None = None  # trained VQ-VAE-2 projector (lf train-vqvae)
+    weights: str | None = None  # generator (default: the embedded model)
+    prealigned: bool = False  # FFHQ-aligned images (ffhq_stylegan): resize only, no detection
+    pca_components: int = 512
+    classifiers: tuple = CLASSIFIERS
+    cnns: tuple = CNNS
+    cnn_epochs: int = 10
+    cnn_kw: dict = field(default_factory=lambda: {"xception": {"width": 0.5, "middle": 4}})
+    rf_trees: int = 1500
+    recon_faces: int = 250
+    recon_steps: int = 100  # inversion steps for the "+ k steps" reconstruction row
+    recon_steps_faces: int = 16  # faces for that row (CPU time: ~30 s per face)
+    channel_classifiers: tuple = ("rf", "mlp5")
+    channel_rf_trees: int = 300  # per-row forests (14 of them): fewer trees, stated
+    fewshot_groups: tuple = (50, 100, 500, 0)  # 0: all training groups
+    seed: int = 0
+    redo: tuple = ()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Store:
+    """WORK/results.json: one JSON-able value per key, written atomically after each."""
+
+    def __init__(self, path: Path, redo=()):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else {}
+        for sec in redo:
+            for k in [k for k in self.data if k == sec or k.startswith(sec + "/")]:
+                del self.data[k]
+
+    def get(self, key, make):
+        if key not in self.data:
+            self.data[key] = make()
+            from .extract import atomic_write_json
+
+            atomic_write_json(self.path, self.data)
+        return self.data[key]
+
+
+def _log(msg):
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def _row_metrics(m: dict) -> dict:
+    keys = ("n", "accuracy", "balanced_accuracy", "roc_auc", "eer")
+    return {k: m.get(k) for k in keys}
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _projector(kind, cfg):
+    from .projectors import CropProjector, PCAProjector, StyleGANProjector, load_projector
+
+    if kind == "stylegan":
+        from .model import load_model
+
+        return StyleGANProjector(load_model(cfg.weights), steps=0)
+    if kind == "pca":
+        return PCAProjector(cfg.pca_components, size=64)
+    if kind == "vqvae":
+        if not cfg.vqvae_file or not Path(cfg.vqvae_file).exists():
+            raise LFError(f"no VQ-VAE-2 projector file ({cfg.vqvae_file}); train one with "
+                          "`lf train-vqvae` and pass --vqvae FILE, or leave vqvae out")
+        return load_projector(cfg.vqvae_file)
+    if kind == "crops":
+        return CropProjector(256)
+    raise LFError(f"unknown projector {kind!r}")
+
+
+def section_codes(cfg, store, work):
+    """lf extract per projector; returns {kind: folder}."""
+    from .extract import extract, load_codes
+
+    out = {}
+    for kind in [*cfg.projectors, *(("crops",) if cfg.cnns else ())]:
+        if kind == "vqvae" and not cfg.vqvae_file:
+            _log("vqvae: no --vqvae file given; skipped")
+            continue
+        folder = work / f"codes-{kind}"
+
+        def run(kind=kind, folder=folder):
+            t = time.perf_counter()
+            extract(cfg.manifest, _projector(kind, cfg), folder, progress=True, log=_log,
+                    prealigned=cfg.prealigned)
+            c = load_codes(folder)
+            s = time.perf_counter() - t
+            return {"folder": str(folder), "n": len(c), "n_failed": len(c.failed),
+                    "seconds": round(s, 1), "s_per_face": s / max(1, len(c) + len(c.failed)),
+                    "name": c.projector.get("name")}
+        out[kind] = store.get(f"codes/{kind}", run)
+    return out
+
+
+def section_table(cfg, store, work, codes):
+    """Table 1 rows: {row_name: {...}}."""
+    from .baselines import evaluate_baseline, train_baseline
+    from .evaluate import evaluate_detector, train_detector
+
+    rows = {}
+    for kind, info in codes.items():
+        if kind == "crops":
+            continue
+        for clf in cfg.classifiers:
+            def run(kind=kind, clf=clf, info=info):
+                path = work / "detectors" / f"{kind}-{clf}.safetensors"
+                params = {"n_trees": cfg.rf_trees} if clf == "rf" else None
+                t = time.perf_counter()
+                det = train_detector(info["folder"], clf, path, seed=cfg.seed, params=params,
+                                     log=_log)
+                fit_s = time.perf_counter() - t
+                t = time.perf_counter()
+                m = evaluate_detector(info["folder"], det, split="test", predictions=False,
+                                      log=_log)
+                clf_s = (time.perf_counter() - t) / max(1, m["n"])
+                return {"projector": kind, "classifier": clf, "detector": str(path),
+                        "n_train": det.metrics["n_train"], "train_s": round(fit_s, 2),
+                        "infer_s_per_face": info["s_per_face"] + clf_s,
+                        "val": (det.metrics or {}).get("val"), **_row_metrics(m)}
+            rows[f"{kind}/{clf}"] = store.get(f"table/{kind}/{clf}", run)
+    if "crops" in codes:
+        for arch in cfg.cnns:
+            def run(arch=arch):
+                path = work / "detectors" / f"cnn-{arch}.safetensors"
+                t = time.perf_counter()
+                det = train_baseline(codes["crops"]["folder"], arch, path, seed=cfg.seed,
+                                     max_epochs=cfg.cnn_epochs, arch_kw=cfg.cnn_kw.get(arch),
+                                     log=_log)
+                fit_s = time.perf_counter() - t
+                t = time.perf_counter()
+                m = evaluate_baseline(codes["crops"]["folder"], det, split="test")
+                per = (time.perf_counter() - t) / max(1, m["n"])
+                return {"projector": "pixels (CNN)", "classifier": arch, "detector": str(path),
+                        "n_train": det.metrics["n_train"], "train_s": round(fit_s, 2),
+                        "infer_s_per_face": codes["crops"]["s_per_face"] + per,
+                        "n_parameters": det.n_parameters, "epochs": det.train_info_.get("epochs"),
+                        "val_loss": det.train_info_.get("best_val_loss"), **_row_metrics(m)}
+            rows[f"cnn/{arch}"] = store.get(f"table/cnn/{arch}", run)
+    return rows
+
+
+def section_recon(cfg, store, work, codes):
+    """PSNR / SSIM (/ LPIPS) of each projector's reconstructions at 256 px."""
+    from . import invert as inv
+    from .extract import load_codes
+    from .losses import image_scores, mean_ci95, perceptual
+    from .projectors import load_projector
+
+    if "crops" not in codes:
+        return {}
+    crops = load_codes(codes["crops"]["folder"]).where("test")
+    rng = np.random.default_rng(cfg.seed)
+    pick = np.sort(rng.permutation(len(crops))[:cfg.recon_faces])
+    x = crops.codes[pick]  # (n, 256, 256, 3) uint8
+    lp = perceptual()
+    out = {}
+
+    def summary(y, x=x):
+        p, s = image_scores(x, y)
+        r = {"n": len(x), "psnr": mean_ci95(p), "ssim": mean_ci95(s)}
+        if lp.is_lpips:
+            import torch
+
+            with torch.no_grad():
+                d = lp(inv.to_tensor(y), inv.to_tensor(x)).numpy()
+            r["lpips"] = mean_ci95(d)
+        return r
+
+    for kind in codes:
+        if kind in ("crops",):
+            continue
+
+        def run(kind=kind):
+            proj = load_projector(Path(codes[kind]["folder"]) / "projector.safetensors")
+            if kind == "stylegan":
+                model = proj.model
+                y = np.concatenate([inv.reconstruct(model, inv.encode(model, x[i:i + 16]))
+                                    for i in range(0, len(x), 16)])
+                return {"encoder-only": summary(y)}
+            y = np.concatenate([_resize(proj.reconstruct(proj.project(x[i:i + 64])), 256)
+                                for i in range(0, len(x), 64)])
+            return {kind: summary(y)}
+        out.update(store.get(f"recon/{kind}", run))
+    if "stylegan" in codes and cfg.recon_steps and cfg.recon_steps_faces:
+        def run():
+            proj = load_projector(Path(codes["stylegan"]["folder"]) / "projector.safetensors")
+            k = min(cfg.recon_steps_faces, len(x))
+            y = np.stack([inv.run(proj.model, x[i], steps=cfg.recon_steps).image
+                          for i in range(k)])
+            return {f"encoder + {cfg.recon_steps} steps": summary(y, x[:k])}
+        out.update(store.get("recon/stylegan-steps", run))
+    out["_perceptual"] = lp.name
+    return out
+
+
+def _resize(imgs, size):
+    """(N, h, w, 3) uint8 -> (N, size, size, 3) uint8, bicubic (PCA / VQ-VAE work below 256 px)."""
+    if imgs.shape[1] == size:
+        return imgs
+    from torch.nn import functional as F
+
+    from . import invert as inv
+
+    x = F.interpolate(inv.to_tensor(imgs), size=(size, size), mode="bicubic", align_corners=False)
+    return inv.to_image(x)
+
+
+def _fit_score(kind, tr, te, channels=None, seed=0, params=None):
+    from .classify import CLASSIFIERS
+    from .evaluate import metrics, prior_threshold
+
+    clf = CLASSIFIERS[kind](channels=channels, seed=seed, **(params or {}))
+    clf.fit(tr.codes, tr.labels, groups=tr.groups)
+    p = clf.predict_proba(te.codes)[:, 1]
+    return _row_metrics(metrics(te.labels, p, te.groups,
+                                threshold=prior_threshold(0.5, clf.train_fake_share_)))
+
+
+def section_channels(cfg, store, codes):
+    """Accuracy per W+ row, for RF and MLP-5."""
+    from .extract import load_codes
+
+    if "stylegan" not in codes:
+        return {}
+    c = load_codes(codes["stylegan"]["folder"])
+    tr, te = c.where("train", labelled=True), c.where("test", labelled=True)
+    out = {}
+    for kind in cfg.channel_classifiers:
+        params = {"n_trees": cfg.channel_rf_trees} if kind == "rf" else None
+        out[kind] = store.get(f"channels/{kind}", lambda kind=kind, params=params: [
+            _fit_score(kind, tr, te, channels=[r], seed=cfg.seed, params=params)
+            for r in range(tr.codes.shape[1])])
+    return out
+
+
+def _best(rows, pred):
+    cand = [(k, r) for k, r in rows.items() if pred(k)]
+    if not cand:
+        return None
+    def key(kr):  # validation split only: the test split never picks a winner
+        r = kr[1]
+        if r.get("val_loss") is not None:  # CNNs: early-stopping loss on held-out groups
+            return -r["val_loss"]
+        return (r.get("val") or {}).get("roc_auc") or 0.0
+    return max(cand, key=key)[0]
+
+
+def _take_groups(tr, n, seed):
+    groups = np.unique(tr.groups)
+    if not n or n >= len(groups):
+        return tr
+    keep = np.random.default_rng(seed).permutation(groups)[:n]
+    return tr.take(np.isin(tr.groups, keep))
+
+
+def section_fewshot(cfg, store, codes, table):
+    """Test accuracy against the number of training groups, best latent row and best CNN."""
+    from .baselines import CNNDetector
+    from .evaluate import metrics, prior_threshold
+    from .extract import load_codes
+
+    out = {}
+    best_lat = _best(table, lambda k: not k.startswith("cnn/"))
+    best_cnn = _best(table, lambda k: k.startswith("cnn/"))
+    for row in [r for r in (best_lat, best_cnn) if r]:
+        proj, clf = row.split("/")
+        folder = codes["crops" if proj == "cnn" else proj]["folder"]
+        c = load_codes(folder)
+        tr, te = c.where("train", labelled=True), c.where("test", labelled=True)
+        pts = []
+        for n in cfg.fewshot_groups:
+            def run(n=n):
+                sub = _take_groups(tr, n, cfg.seed)
+                if len(np.unique(sub.labels)) < 2:
+                    return None
+                if proj == "cnn":
+                    det = CNNDetector(clf, seed=cfg.seed, max_epochs=cfg.cnn_epochs,
+                                      arch_kw=cfg.cnn_kw.get(clf)).fit(sub.codes, sub.labels,
+                                                                      sub.groups)
+                    p = det.predict_proba(te.codes)[:, 1]
+                    m = _row_metrics(metrics(te.labels, p, te.groups,
+                                             threshold=prior_threshold(0.5, det.train_fake_share_)))
+                else:
+                    params = {"n_trees": cfg.rf_trees} if clf == "rf" else None
+                    m = _fit_score(clf, sub, te, seed=cfg.seed, params=params)
+                return {"groups": int(len(np.unique(sub.groups))), "n_train": len(sub), **m}
+            pts.append(store.get(f"fewshot/{row}/{n}", run))
+        out[row] = [p for p in pts if p]
+    return out
+
+
+# --------------------------------------------------------------------------- run + report
+
+
+def run_bench(cfg: BenchConfig) -> Path:
+    """Run every section (cached), write results/NAME.json, figures and RESULTS.md."""
+    import torch
+
+    work = Path(cfg.work)
+    work.mkdir(parents=True, exist_ok=True)
+    if not Path(cfg.manifest).is_file():
+        raise LFError(f"manifest not found: {cfg.manifest}")
+    store = _Store(work / "results.json", cfg.redo)
+    t0 = time.perf_counter()
+    codes = section_codes(cfg, store, work)
+    table = section_table(cfg, store, work, codes)
+    recon = section_recon(cfg, store, work, codes)
+    channels = section_channels(cfg, store, codes)
+    fewshot = section_fewshot(cfg, store, codes, table)
+    res = {"name": cfg.name, "manifest": str(cfg.manifest), "config": asdict(cfg),
+           "command": "lf " + " ".join(sys.argv[1:]) if sys.argv and "lf" in Path(sys.argv[0]).name
+           else None,
+           "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                       "cpu": platform.processor() or platform.machine()},
+           "date": time.strftime("%Y-%m-%d"), "wall_s": round(time.perf_counter() - t0, 1),
+           "codes": codes, "table": table, "recon": recon, "channels": channels,
+           "fewshot": fewshot}
+    out_dir = Path(cfg.out_dir)
+    (out_dir / "results").mkdir(parents=True, exist_ok=True)
+    from .extract import atomic_write_json
+
+    atomic_write_json(out_dir / "results" / f"{cfg.name}.json", res)
+    return write_report(out_dir)
+
+
+def _f(v, d=3):
+    return "–" if v is None else f"{v:.{d}f}"
+
+
+def _ci(v, d=2):
+    return "–" if not v else f"{v[0]:.{d}f} ± {v[1]:.{d}f}"
+
+
+def _figures(res, fig_dir: Path) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs = {}
+    ch = res.get("channels") or {}
+    if ch:
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        from .explain import channel_labels
+
+        labels = channel_labels()
+        n = len(next(iter(ch.values())))
+        for i, (kind, pts) in enumerate(ch.items()):
+            ax.bar(np.arange(n) + (i - 0.5) * 0.4, [p["accuracy"] for p in pts], 0.4,
+                   label=kind.upper())
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.axvspan(7.5, 11.5, color="orange", alpha=0.1, label="rows 8-11")
+        ax.set_xticks(range(n), labels[:n], rotation=60, fontsize=7)
+        ax.set_ylabel("test accuracy")
+        ax.set_title(f"{res['name']}: one W+ row at a time")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        p = fig_dir / f"{res['name']}_channels.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        figs["channels"] = p
+    fs = res.get("fewshot") or {}
+    if fs:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for row, pts in fs.items():
+            ax.plot([p["groups"] for p in pts], [p["accuracy"] for p in pts], "o-", label=row)
+        ax.set_xscale("log")
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.set_xlabel("training groups (source videos)")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(f"{res['name']}: few-shot")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        p = fig_dir / f"{res['name']}_fewshot.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        figs["fewshot"] = p
+    return figs
+
+
+def _ordered(table: dict) -> list[dict]:
+    """Rows in the paper's order: StyleGAN, PCA, VQ-VAE, then the CNNs; RF, LR, MLP-2, MLP-5."""
+    proj = ["stylegan", "pca", "vqvae", "pixels (CNN)"]
+    clf = [*CLASSIFIERS, *CNNS]
+    rank = lambda r: (proj.index(r["projector"]) if r["projector"] in proj else 99,  # noqa: E731
+                      clf.index(r["classifier"]) if r["classifier"] in clf else 99)
+    return sorted(table.values(), key=rank)
+
+
+def _section_md(res, out_dir: Path) -> list[str]:
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    figs = _figures(res, fig_dir)
+    L = [f"## {res['name']}", "",
+         f"Manifest `{res['manifest']}`; {res['date']}; {res['machine']['cpus']} CPUs, "
+         f"{res['machine']['torch_threads']} torch threads; whole run {res['wall_s']:.0f} s "
+         "(cached sections count 0).", ""]
+    if res.get("command"):
+        L += ["```bash", res["command"], "```", ""]
+    L += ["### Codes", "", "| projector | faces | not aligned | s / face (decode + align + project) |",
+          "|---|---|---|---|"]
+    for k, c in res["codes"].items():
+        L.append(f"| {c.get('name') or k} | {c['n']} | {c['n_failed']} | {c['s_per_face']:.3f} |")
+    L += ["", "### Table 1: test split (group-disjoint)", "",
+          "| projector | classifier | accuracy | balanced acc. | ROC AUC | EER | train faces "
+          "| train time (s) | inference (ms / face) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in _ordered(res["table"]):
+        L.append(f"| {r['projector']} | {r['classifier']} | {_f(r['accuracy'])} | "
+                 f"{_f(r['balanced_accuracy'])} | {_f(r['roc_auc'])} | {_f(r['eer'])} | "
+                 f"{r['n_train']} | {r['train_s']:.1f} | {r['infer_s_per_face'] * 1000:.0f} |")
+    cfg = res["config"]
+    L += ["", f"RF: {cfg['rf_trees']} trees (gini). MLPs: SGD, lr 5e-4, BCE, early stopping on "
+          "held-out groups. CNNs: trained from scratch (no ImageNet weights offline), "
+          f"at most {cfg['cnn_epochs']} epochs; Xception args {cfg['cnn_kw'].get('xception')}.", ""]
+    rec = {k: v for k, v in (res.get("recon") or {}).items() if not k.startswith("_")}
+    if rec:
+        has_lp = any("lpips" in v for v in rec.values())
+        L += ["### Reconstruction quality (test faces, 256 px, mean ± 95% CI)", "",
+              "| projector | faces | PSNR dB | SSIM |" + (" LPIPS |" if has_lp else ""),
+              "|---|---|---|---|" + ("---|" if has_lp else "")]
+        first = ["encoder-only"] + [k for k in rec if k.startswith("encoder +")]
+        for k in sorted(rec, key=lambda k: (first.index(k) if k in first else 9, k)):
+            v = rec[k]
+            name = f"stylegan {k}" if k in first else k
+            L.append(f"| {name} | {v['n']} | {_ci(v['psnr'])} | {_ci(v['ssim'], 3)} |"
+                     + (f" {_ci(v.get('lpips'), 3)} |" if has_lp else ""))
+        if not has_lp:
+            L += ["", f"LPIPS: not reported (its VGG backbone is not installed; the inversion "
+                  f"used {res['recon'].get('_perceptual')}). PSNR and SSIM need no download."]
+        L.append("")
+    if "channels" in figs:
+        ch = res["channels"]
+        L += ["### Accuracy per W+ row (one row alone)", "",
+              f"![per-row accuracy](figures/{figs['channels'].name})", "",
+              "| row | " + " | ".join(k.upper() for k in ch) + " |",
+              "|---|" + "---|" * len(ch)]
+        from .explain import channel_labels
+
+        for i, lab in enumerate(channel_labels()[:len(next(iter(ch.values())))]):
+            L.append(f"| {lab} | " + " | ".join(_f(ch[k][i]["accuracy"]) for k in ch) + " |")
+        L += [""] + ([f"Per-row forests have {cfg['channel_rf_trees']} trees.", ""]
+                     if "rf" in ch else [])
+    if "fewshot" in figs:
+        L += ["### Few-shot", "", f"![few-shot](figures/{figs['fewshot'].name})", "",
+              "| detector | groups | train faces | accuracy | ROC AUC |", "|---|---|---|---|---|"]
+        for row, pts in res["fewshot"].items():
+            for p in pts:
+                L.append(f"| {row} | {p['groups']} | {p['n_train']} | {_f(p['accuracy'])} | "
+                         f"{_f(p['roc_auc'])} |")
+        L.append("")
+    return L
+
+
+def write_report(out_dir=BENCH_DIR) -> Path:
+    """RESULTS.md from every benchmarks/results/*.json."""
+    out_dir = Path(out_dir)
+    runs = [json.loads(p.read_text()) for p in sorted((out_dir / "results").glob("*.json"))]
+    L = ["# Benchmark results", "",
+         "Written by `lf bench` (lf_core/bench.py) from benchmarks/results/*.json; rerun the "
+         "command under each heading to reproduce it. Numbers are from this project's own "
+         "compact generator and data, not the paper's.", ""]
+    for r in runs:
+        L += _section_md(r, out_dir)
+    path = out_dir / "RESULTS.md"
+    path.write_text("\n".join(L) + "\n", encoding="utf-8")
+    return path
