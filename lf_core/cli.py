@@ -88,14 +88,23 @@ def cmd_train_generator(a):
     from .train_gen import TrainConfig, train
 
     train(TrainConfig(out=a.out, hours=a.hours, steps=a.steps, batch=a.batch, seed=a.seed,
-                      threads=a.threads))
+                      threads=a.threads, lr=a.lr, lr_end=a.lr_end, cooldown=a.cooldown))
+    return 0
+
+
+def cmd_train_vqvae(a):
+    from .vqvae import train_vqvae
+
+    train_vqvae(out=a.out, hours=a.hours, steps=a.steps, batch=a.batch, seed=a.seed,
+                threads=a.threads, lr=a.lr, cache=a.cache)
     return 0
 
 
 def cmd_extract(a):
     from .errors import LFError
     from .extract import extract, load_codes
-    from .projectors import PLANNED, PCAProjector, StyleGANProjector, load_projector
+    from .projectors import (PLANNED, PCAProjector, StyleGANProjector, VQVAEProjector,
+                             load_projector)
 
     if a.projector in PLANNED:
         raise LFError(PLANNED[a.projector])
@@ -107,6 +116,8 @@ def cmd_extract(a):
         if a.steps < 0:
             raise SystemExit(_usage_error(f"--steps must be >= 0, got {a.steps}"))
         proj = StyleGANProjector(load_model(a.weights), steps=a.steps)
+    elif a.projector == "vqvae":
+        proj = VQVAEProjector.from_file(a.projector_file)
     elif a.pca:
         proj = load_projector(a.pca)
         if proj.kind != "pca":
@@ -150,6 +161,26 @@ def cmd_evaluate(a):
     return 0
 
 
+def cmd_bench(a):
+    import torch
+
+    from .bench import BenchConfig, run_bench
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    cfg = BenchConfig(
+        manifest=a.manifest, name=a.name, work=a.work or f"runs/bench/{a.name}",
+        out_dir=a.out_dir, projectors=tuple(a.projectors.split(",")), vqvae_file=a.vqvae,
+        weights=a.weights, prealigned=a.prealigned, classifiers=tuple(a.classifiers.split(",")),
+        cnns=tuple(c for c in a.cnns.split(",") if c), cnn_epochs=a.cnn_epochs,
+        rf_trees=a.rf_trees, recon_faces=a.recon_faces, recon_steps=a.recon_steps,
+        recon_steps_faces=a.recon_steps_faces, channel_rf_trees=a.channel_rf_trees,
+        fewshot_groups=tuple(int(g) for g in a.fewshot.split(",")), seed=a.seed,
+        redo=tuple(r for r in (a.redo or "").split(",") if r))
+    print(run_bench(cfg))
+    return 0
+
+
 def parser():
     p = argparse.ArgumentParser(
         prog="lf", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -189,7 +220,26 @@ def parser():
     s.add_argument("--batch", type=int, default=8)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, default=0)
+    s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--lr-end", type=float, default=1e-4,
+                   help="lr at the end of this run (cosine cool-down)")
+    s.add_argument("--cooldown", type=float, default=0.5,
+                   help="share of this run's --hours spent cooling the lr down (0: constant)")
     s.set_defaults(fn=cmd_train_generator)
+
+    s = sub.add_parser("train-vqvae", help="train the VQ-VAE-2 projector on the cached real faces",
+                       description="Train the compact VQ-VAE-2 of the vqvae projector on the "
+                       "real faces aligned by train-generator (CACHE/faces_train.npy); resumes "
+                       "from OUT/last.pt and writes OUT/vqvae.safetensors.")
+    s.add_argument("--out", default="runs/vqvae")
+    s.add_argument("--cache", default="runs/gen", help="folder of the aligned face cache")
+    s.add_argument("--hours", type=float, default=1.0)
+    s.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: hours)")
+    s.add_argument("--batch", type=int, default=16)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=0)
+    s.add_argument("--lr", type=float, default=3e-4)
+    s.set_defaults(fn=cmd_train_vqvae)
 
     s = sub.add_parser("extract", help="align + project the faces of a manifest into codes",
                        description="Align every face of MANIFEST (path,label[,group]) and "
@@ -198,13 +248,16 @@ def parser():
     s.add_argument("manifest")
     s.add_argument("--projector", choices=["stylegan", "pca", "vqvae"], default="stylegan",
                    help="stylegan: W+ (14, 512); pca: pixels' principal components, fitted on "
-                   "the real train-split faces; vqvae: not available yet")
+                   "the real train-split faces; vqvae: codebook indices (1280,) of a VQ-VAE-2 "
+                   "trained by lf train-vqvae")
     s.add_argument("--steps", type=int, default=0, help="stylegan: inversion steps (0 = encoder only)")
     s.add_argument("--weights", help="stylegan: generator checkpoint (default: embedded model)")
     s.add_argument("--components", type=int, default=512, help="pca: number of components")
     s.add_argument("--pca-size", type=int, default=64, help="pca: crops downsampled to this size")
     s.add_argument("--pca", help="pca: a fitted projector .safetensors to use instead of fitting")
     s.add_argument("--fit-limit", type=int, default=5000, help="pca: fit on at most N faces")
+    s.add_argument("--projector-file", help="vqvae: the trained projector (default "
+                   "runs/vqvae/vqvae.safetensors, from lf train-vqvae)")
     s.add_argument("--limit", type=int, help="first N faces only (rerun without it to go on)")
     s.add_argument("--split", choices=["train", "val", "test", "all"], default="all",
                    help="only the faces of this group split")
@@ -239,6 +292,35 @@ def parser():
     s.add_argument("--json", action="store_true", help="everything as JSON, with predictions")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("bench", help="the paper's experiments on a manifest -> benchmarks/RESULTS.md",
+                       description="Extract codes per projector, Table 1 (projector x classifier "
+                       "and CNN rows), reconstruction quality with 95%% CIs, accuracy per W+ "
+                       "row, few-shot curve. Cached in WORK/results.json (a rerun resumes); "
+                       "writes benchmarks/results/NAME.json and rebuilds benchmarks/RESULTS.md.")
+    s.add_argument("manifest")
+    s.add_argument("--name", default="dfdc", help="the section of RESULTS.md")
+    s.add_argument("--work", help="cache folder (default runs/bench/NAME)")
+    s.add_argument("--out-dir", default="benchmarks", help="where results/ and RESULTS.md go")
+    s.add_argument("--projectors", default="stylegan,pca,vqvae")
+    s.add_argument("--vqvae", default=None, help="VQ-VAE-2 projector file (lf train-vqvae); "
+                   "without it the vqvae rows are skipped")
+    s.add_argument("--weights", help="generator checkpoint (default: embedded model)")
+    s.add_argument("--prealigned", action="store_true", help="FFHQ-aligned images: no detection")
+    s.add_argument("--classifiers", default="rf,lr,mlp2,mlp5")
+    s.add_argument("--cnns", default="meso4,efficientnet_b0,xception", help="'' for none")
+    s.add_argument("--cnn-epochs", type=int, default=10)
+    s.add_argument("--rf-trees", type=int, default=1500)
+    s.add_argument("--recon-faces", type=int, default=250)
+    s.add_argument("--recon-steps", type=int, default=100)
+    s.add_argument("--recon-steps-faces", type=int, default=16,
+                   help="faces for the k-step reconstruction row (~30 s each on 2 cores)")
+    s.add_argument("--channel-rf-trees", type=int, default=300)
+    s.add_argument("--fewshot", default="50,100,500,0", help="training groups; 0 = all")
+    s.add_argument("--redo", help="sections to recompute: codes,table,recon,channels,fewshot")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=0)
+    s.set_defaults(fn=cmd_bench)
     return p
 
 

@@ -234,7 +234,8 @@ def _summary(m):
 def _identity_matches(det_proj: dict, codes_proj: dict) -> bool:
     """The codes come from the projector the detector was trained on."""
     keys = {"stylegan": ("kind", "steps", "weights_sha256", "code_shape"),
-            "pca": ("kind", "n_components", "size", "fit_sha256")}.get(
+            "pca": ("kind", "n_components", "size", "fit_sha256"),
+            "vqvae": ("kind", "code_shape", "config", "weights_sha256")}.get(
         det_proj.get("kind"), ("kind", "code_shape"))
     # only what the detector recorded (older detectors name just kind and steps)
     return all(det_proj[k] == codes_proj.get(k) for k in keys if k in det_proj)

@@ -8,16 +8,23 @@
     pca.save("pca.safetensors"); pca = load_projector("pca.safetensors")
     pca.reconstruct(codes)                                # (N, 64, 64, 3) uint8, for figures
 
-Every projector has a `kind` ("stylegan", "pca", "crops"), a `meta()` dict (what made the
-codes: it travels with the codes and into a detector's metrics), `project`, `fit` (a no-op
-where nothing is learnt; `needs_fit` says whether it must be called) and `save`/`load`: one
-`.safetensors` file, arrays as tensors plus a JSON header under "lf_projector"; nothing in
-it is executed on load (no pickle).
+    vq = VQVAEProjector.from_file("runs/vqvae/vqvae.safetensors")  # made by lf train-vqvae
+    codes = vq.project(crops)                             # (N, 1280) codebook indices
+    vq.reconstruct(codes)                                 # (N, 128, 128, 3) uint8
 
-Adding a projector (e.g. a VQ-VAE-2, planned, see PLANNED): subclass `Projector`, set
-`kind`, implement `project` (and `fit`, `_arrays`, `_from_saved` when it learns
-something), and register the class in PROJECTORS. `make_projector`, `load_projector`,
-`lf extract --projector` and the code folders of lf_core.extract then take it as is.
+Every projector has a `kind` ("stylegan", "pca", "vqvae", "crops"), a `meta()` dict (what
+made the codes: it travels with the codes and into a detector's metrics), `project`, `fit`
+(a no-op where nothing is learnt; `needs_fit` says whether it must be called) and
+`save`/`load`: one `.safetensors` file, arrays as tensors plus a JSON header under
+"lf_projector"; nothing in it is executed on load (no pickle). A VQ-VAE-2 takes minutes
+to hours to train, so it is never fitted during extraction: `lf train-vqvae`
+(lf_core.vqvae) trains it and writes its file, which extraction loads (`lf extract
+--projector vqvae --projector-file FILE`).
+
+Adding a projector: subclass `Projector`, set `kind`, implement `project` (and `fit`,
+`_arrays`, `_from_saved` when it learns something), and register the class in PROJECTORS.
+`make_projector`, `load_projector`, `lf extract --projector` and the code folders of
+lf_core.extract then take it as is.
 """
 
 from __future__ import annotations
@@ -378,6 +385,137 @@ def _iter_batches(batches: Iterable):
             yield b
 
 
+# --------------------------------------------------------------------------- VQ-VAE-2
+
+VQVAE_FILE = Path("runs/vqvae/vqvae.safetensors")  # where `lf train-vqvae` writes it by default
+
+
+class VQVAEProjector(Projector):
+    """Discrete baseline: the codebook indices of a compact two-level VQ-VAE-2
+    (lf_core.vqvae) trained on real faces at 128 px: top (16, 16) and bottom (32, 32) index
+    grids, flattened and concatenated (top first) into (1280,) float32 codes, each an
+    integer in [0, n_embed).
+
+    Trained by `lf train-vqvae` (minutes to hours), never inside extraction: load its file
+    with `VQVAEProjector.from_file` (or load_projector). Saved as safetensors: the network's
+    state dict (float32, keys "net.*") and its sizes + training summary in the header;
+    meta() carries a sha256 prefix of the weights, so codes of another training run do not
+    compare equal.
+    """
+
+    kind = "vqvae"
+
+    def __init__(self, net=None, info: dict | None = None, batch: int = 32):
+        if net is None:
+            raise ProjectorError("the vqvae projector is trained, not fitted during extraction: "
+                                 "train it with `lf train-vqvae`, then load its file "
+                                 f"(--projector-file {VQVAE_FILE}, or VQVAEProjector.from_file)")
+        self.net = net
+        self.info = dict(info or {})  # training summary: step, val PSNR...
+        self.batch = max(1, int(batch))
+        self._digest = None
+
+    @classmethod
+    def from_file(cls, path=None) -> "VQVAEProjector":
+        """The projector saved by `lf train-vqvae` (default runs/vqvae/vqvae.safetensors);
+        WeightsError, saying how to make it, when the file is missing."""
+        path = Path(path or VQVAE_FILE)
+        if not path.is_file():
+            raise WeightsError(f"VQ-VAE-2 projector file not found: {path}; train it first with "
+                               f"`lf train-vqvae --out {path.parent}` (it writes "
+                               f"{path.parent / 'vqvae.safetensors'}) and pass that file")
+        return cls.load(path)
+
+    @property
+    def config(self) -> dict:
+        return dict(self.net.config)
+
+    @property
+    def name(self):
+        t, b = self.net.code_sizes
+        step = f", step {self.info['step']}" if "step" in self.info else ""
+        return (f"vqvae (VQ-VAE-2 of {self.net.size} px faces: {t}x{t} + {b}x{b} indices of "
+                f"{self.net.n_embed}{step})")
+
+    @property
+    def code_shape(self):
+        t, b = self.net.code_sizes
+        return (t * t + b * b,)
+
+    def meta(self):
+        if self._digest is None:
+            h = hashlib.sha256()
+            for k, v in sorted(self._arrays().items()):
+                h.update(k.encode() + v.tobytes())
+            self._digest = h.hexdigest()[:16]
+        return {**super().meta(), "config": self.config, "weights_sha256": self._digest,
+                "train": self.info}
+
+    def identity(self):
+        m = self.meta()
+        return {k: m[k] for k in ("kind", "code_shape", "config", "weights_sha256")}
+
+    def params(self):
+        return {"config": self.config}
+
+    def project(self, crops):
+        import torch
+
+        from .vqvae import to_input
+
+        crops = check_crops(crops)
+        out = []
+        self.net.eval()
+        with torch.no_grad():
+            for i in range(0, len(crops), self.batch):
+                *_, id_t, id_b = self.net.encode(to_input(crops[i:i + self.batch], self.net.size))
+                out.append(torch.cat([id_t.flatten(1), id_b.flatten(1)], 1).numpy())  # (B, 1280)
+        if not out:
+            return np.zeros((0, *self.code_shape), np.float32)
+        return np.concatenate(out).astype(np.float32)
+
+    def reconstruct(self, codes) -> np.ndarray:
+        """codes (N, 1280) -> (N, 128, 128, 3) uint8, for figures."""
+        import torch
+
+        c = np.asarray(codes, np.float32)
+        if c.ndim == 1:
+            c = c[None]
+        k, (t, b) = self.net.n_embed, self.net.code_sizes
+        if c.ndim != 2 or c.shape[1] != self.code_shape[0]:
+            raise ProjectorError(f"codes must be (N, {self.code_shape[0]}), got {c.shape}")
+        if np.any(c != np.rint(c)) or c.min(initial=0) < 0 or c.max(initial=0) >= k:
+            raise ProjectorError(f"vqvae codes are codebook indices: integers in [0, {k})")
+        ind = torch.from_numpy(c.astype(np.int64))
+        self.net.eval()
+        with torch.no_grad():
+            y = self.net.decode_code(ind[:, :t * t].view(-1, t, t), ind[:, t * t:].view(-1, b, b))
+        y = (y.clamp(-1, 1) + 1) * 127.5  # (N, 3, S, S)
+        return y.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+    def _arrays(self):
+        return {f"net.{k}": v.detach().cpu().float().numpy()
+                for k, v in self.net.state_dict().items()}
+
+    @classmethod
+    def _from_saved(cls, meta, arrays, **kw):
+        import torch
+
+        from .vqvae import VQVAE
+
+        net = VQVAE(**meta["config"])
+        state = {k[4:]: torch.from_numpy(v.copy()) for k, v in arrays.items()
+                 if k.startswith("net.")}
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as e:  # missing / unexpected keys, wrong shapes
+            raise ValueError(str(e).splitlines()[0]) from e
+        p = cls(net.eval(), info=meta.get("train"), **kw)
+        if p.meta()["weights_sha256"] != meta.get("weights_sha256"):
+            raise ValueError("weights do not match their sha256 in the header")
+        return p
+
+
 # --------------------------------------------------------------------------- crops
 
 
@@ -423,18 +561,17 @@ class CropProjector(Projector):
 # --------------------------------------------------------------------------- registry
 
 PROJECTORS: dict[str, type[Projector]] = {
-    "stylegan": StyleGANProjector, "pca": PCAProjector, "crops": CropProjector}
+    "stylegan": StyleGANProjector, "pca": PCAProjector, "vqvae": VQVAEProjector,
+    "crops": CropProjector}
 
-# Known kinds not implemented yet: name -> why, shown to the user as is.
-PLANNED = {
-    "vqvae": "the VQ-VAE-2 projector is not available yet: it needs a compact VQ-VAE-2 "
-             "trained on real faces first; use --projector stylegan or pca",
-}
+# Known kinds not implemented yet: name -> why, shown to the user as is (none at present).
+PLANNED: dict[str, str] = {}
 
 
 def make_projector(kind: str, **kw) -> Projector:
     """A new projector of `kind` with its parameters (stylegan: model, steps; pca:
-    n_components, size; crops: size). ProjectorError for a planned or unknown kind."""
+    n_components, size; vqvae: net, a trained lf_core.vqvae.VQVAE (or use
+    VQVAEProjector.from_file); crops: size). ProjectorError for a planned or unknown kind."""
     if kind in PLANNED:
         raise ProjectorError(PLANNED[kind])
     if kind not in PROJECTORS:
@@ -482,5 +619,5 @@ def load_projector(path, **kw) -> Projector:
 
 
 __all__ = ["CropProjector", "PCAProjector", "PLANNED", "PROJECTORS", "Projector",
-           "ProjectorError", "StyleGANProjector", "check_crops", "load_projector",
-           "make_projector"]
+           "ProjectorError", "StyleGANProjector", "VQVAEProjector", "check_crops",
+           "load_projector", "make_projector"]

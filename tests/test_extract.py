@@ -147,9 +147,10 @@ def test_cli_train_evaluate_vqvae(codes_dir, manifest, tmp_path, capsys):
     assert cli.main(["evaluate", str(codes_dir), "--detector", str(det), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(METRIC_KEYS) <= set(out) and out["predictions"]
-    assert cli.main(["extract", str(manifest), "--projector", "vqvae", "-o", str(tmp_path / "v")]) == 1
+    assert cli.main(["extract", str(manifest), "--projector", "vqvae", "--projector-file",
+                     str(tmp_path / "none.safetensors"), "-o", str(tmp_path / "v")]) == 5
     err = capsys.readouterr().err.strip()
-    assert "not available yet" in err and "\n" not in err
+    assert "lf train-vqvae" in err and "\n" not in err
     assert cli.main(["train", str(tmp_path), "--classifier", "lr", "-o", str(det)]) == 1
     assert "not a codes folder" in capsys.readouterr().err
 

@@ -66,8 +66,8 @@ def test_pca_errors(real_faces, tmp_path):
         load_projector(bad)
 
 
-def test_registry_and_vqvae_not_available():
-    with pytest.raises(ProjectorError, match="not available yet"):
+def test_registry_and_vqvae_needs_training():
+    with pytest.raises(ProjectorError, match="lf train-vqvae"):
         make_projector("vqvae")
     with pytest.raises(LFError, match="unknown projector"):
         make_projector("nope")
