@@ -60,6 +60,23 @@ def stream_on_lane(gen):
         on_lane(gen.close)
 
 
+def warm_up() -> None:
+    """In the background, on the torch thread: load the default model and run a 2-step
+    inversion, so that the first visitor does not pay for loading and first-call setup
+    (about 2 s on 2 cores). Failures are left to the first request to report."""
+    def work():
+        try:
+            import numpy as np
+
+            from lf_core import invert
+
+            crop = np.full((256, 256, 3), 128, np.uint8)
+            invert.run(get_model(Settings.default()), crop, steps=2)
+        except Exception as e:  # noqa: BLE001 - the first real request shows the error
+            log.info("warm-up skipped: %s", e)
+    _LANE.submit(work)
+
+
 def max_upload_mb() -> float:
     """Upload limit in MB (LF_MAX_UPLOAD_MB, default 50), read when used."""
     try:

@@ -22,7 +22,7 @@ import gradio as gr
 
 from . import handlers as H
 from . import render
-from .state import SRC_FILE, SRC_TRAINED, Settings, max_upload_mb
+from .state import SRC_FILE, SRC_TRAINED, Settings, max_upload_mb, warm_up
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 CONCURRENCY = int(os.environ.get("LF_CONCURRENCY", "2"))
@@ -300,6 +300,8 @@ def launch(demo: gr.Blocks | None = None, **kw):
     """Queue (concurrency limit, queue size), upload limit, theme, CSS; then launch.
     Keyword arguments go to Blocks.launch (server_port, prevent_thread_lock, ...)."""
     demo = demo or build_demo()
+    if os.environ.get("LF_WARMUP", "1") != "0":
+        warm_up()
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     kw.setdefault("server_name", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     if "server_port" not in kw and os.environ.get("GRADIO_SERVER_PORT"):
