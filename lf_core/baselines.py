@@ -32,7 +32,6 @@ A saved baseline is one .safetensors file: the state dict plus a JSON header (no
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -229,7 +228,7 @@ class CNNDetector:
         return f"CNNDetector({self.arch}, {self.input_size} px, {self.n_parameters / 1e6:.2f}M params)"
 
     def fit(self, crops, y, groups=None, log=None) -> "CNNDetector":
-        from .classify import _as_labels, _holdout_split
+        from .classify import _as_labels, _holdout_split, fit_early_stopping
 
         crops = _check_crops(crops)
         y = _as_labels(y, len(crops))
@@ -242,10 +241,9 @@ class CNNDetector:
         opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         loss_fn = nn.BCEWithLogitsLoss()
         yt = torch.from_numpy(y.astype(np.float32))
-        best, best_state, best_epoch, history = math.inf, None, 0, []
         t0 = time.perf_counter()
-        for epoch in range(1, self.max_epochs + 1):
-            net.train()
+
+        def epoch():
             order = rng.permutation(train)
             total, seen = 0.0, 0
             for s in range(0, len(order), self.batch_size):
@@ -261,27 +259,16 @@ class CNNDetector:
                 loss.backward()
                 opt.step()
                 total, seen = total + loss.item() * len(b), seen + len(b)
-            if len(val) == 0:
-                best_state, best_epoch = None, epoch
-                history.append(None)
-                continue
-            v = self._loss(crops[val], yt[val], loss_fn)
-            history.append(round(v, 5))
-            if log:
-                log(f"{self.arch} epoch {epoch}: train loss {total / max(seen, 1):.4f}, val loss {v:.4f}")
-            if v < best - 1e-4:
-                best, best_epoch = v, epoch
-                best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
-            elif epoch - best_epoch >= self.patience:
-                break
-        if best_state is not None:
-            net.load_state_dict(best_state)
-        net.eval()
+            return total / max(seen, 1)
+
+        def show(ep, train_loss, v):
+            log(f"{self.arch} epoch {ep}: train loss {train_loss:.4f}, val loss {v:.4f}")
+
+        info = fit_early_stopping(net, epoch, lambda: self._loss(crops[val], yt[val], loss_fn),
+                                  self.max_epochs, self.patience, has_val=len(val) > 0,
+                                  log=show if log else None)
         self.train_fake_share_ = float(y.mean())
-        self.train_info_ = {"n_train": int(len(train)), "n_val": int(len(val)),
-                            "epochs": len(history), "best_epoch": best_epoch,
-                            "best_val_loss": round(best, 5) if best < math.inf else None,
-                            "val_loss_history": history,
+        self.train_info_ = {"n_train": int(len(train)), "n_val": int(len(val)), **info,
                             "fit_seconds": round(time.perf_counter() - t0, 2), "device": self.device,
                             "pretrained": False}
         return self
@@ -329,19 +316,10 @@ class CNNDetector:
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> "CNNDetector":
-        from safetensors import SafetensorError, safe_open
+        from .io import read_lf_file
 
-        path = Path(path)
-        if not path.is_file():
-            raise WeightsError(f"baseline file not found: {path}")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = json.loads((f.metadata() or {})[_META_KEY])
-                state = {k: f.get_tensor(k) for k in f.keys()}
-        except (SafetensorError, OSError, ValueError, KeyError) as e:
-            raise WeightsError(f"{path} is not a LatentForensics CNN baseline ({e})") from e
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise WeightsError(f"{path}: not a {FORMAT} v{VERSION} file")
+        meta, state = read_lf_file(path, "CNN baseline", _META_KEY, FORMAT, VERSION,
+                                   framework="pt")
         try:
             det = cls(**meta["params"], device=device)
             det.net.load_state_dict(state, strict=True)

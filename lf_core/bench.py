@@ -383,6 +383,16 @@ def _ci(v, d=2):
     return "–" if not v else f"{v[0]:.{d}f} ± {v[1]:.{d}f}"
 
 
+def _save(fig, ax, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _figures(res, fig_dir: Path) -> dict:
     import matplotlib
 
@@ -405,12 +415,7 @@ def _figures(res, fig_dir: Path) -> dict:
         ax.set_xticks(range(n), labels[:n], rotation=60, fontsize=7)
         ax.set_ylabel("test accuracy")
         ax.set_title(f"{res['name']}: one W+ row at a time")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        p = fig_dir / f"{res['name']}_channels.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        figs["channels"] = p
+        figs["channels"] = _save(fig, ax, fig_dir / f"{res['name']}_channels.png")
     fs = res.get("fewshot") or {}
     if fs:
         fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -421,12 +426,7 @@ def _figures(res, fig_dir: Path) -> dict:
         ax.set_xlabel("training groups (source videos)")
         ax.set_ylabel("test accuracy")
         ax.set_title(f"{res['name']}: few-shot")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        p = fig_dir / f"{res['name']}_fewshot.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        figs["fewshot"] = p
+        figs["fewshot"] = _save(fig, ax, fig_dir / f"{res['name']}_fewshot.png")
     return figs
 
 

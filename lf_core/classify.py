@@ -37,10 +37,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from lf_core.errors import LFError, WeightsError
+from lf_core.io import read_lf_file
 
 FORMAT = "latentforensics.classifier"
 VERSION = 1
@@ -564,9 +564,8 @@ class _MLP(LatentClassifier):
         Zv, yv = Zt[val], yt[val]
         loss_fn = torch.nn.BCEWithLogitsLoss()
         opt = torch.optim.SGD(net.parameters(), lr=self.lr, momentum=self.momentum)
-        best, best_state, best_epoch, history = math.inf, None, 0, []
-        for epoch in range(1, self.max_epochs + 1):
-            net.train()
+
+        def epoch():
             order = torch.from_numpy(rng.permutation(train))
             for start in range(0, len(order), self.batch_size):
                 b = order[start : start + self.batch_size]
@@ -574,24 +573,11 @@ class _MLP(LatentClassifier):
                 loss = loss_fn(net(Zt[b]).squeeze(1), yt[b])
                 loss.backward()
                 opt.step()
-            if len(val) == 0:  # too few samples to hold any out: train max_epochs, keep the last
-                best_state, best_epoch = None, epoch
-                history.append(None)
-                continue
-            val_loss = _eval_loss(net, Zv, yv, loss_fn)
-            history.append(round(val_loss, 5))
-            if val_loss < best - 1e-4:
-                best, best_epoch = val_loss, epoch
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            elif epoch - best_epoch >= self.patience:
-                break
-        if best_state is not None:
-            net.load_state_dict(best_state)
-        net.eval()
+
+        info = fit_early_stopping(net, epoch, lambda: _eval_loss(net, Zv, yv, loss_fn),
+                                  self.max_epochs, self.patience, has_val=len(val) > 0)
         self.net_ = net
-        return {"epochs": len(history), "best_epoch": best_epoch,
-                "best_val_loss": round(best, 5) if best < math.inf else None,
-                "n_val": int(len(val)), "val_loss_history": history}
+        return {**info, "n_val": int(len(val))}
 
     @torch.no_grad()
     def _predict_fake(self, Z):
@@ -724,35 +710,39 @@ def _jsonable(v):
     raise TypeError(f"cannot store {type(v).__name__} in classifier metadata")
 
 
+def fit_early_stopping(net, epoch, val_loss, max_epochs, patience, has_val=True, log=None):
+    """Train `net` by calling epoch() (one pass; may return its mean training loss) up to
+    max_epochs times, keeping the weights of the best val_loss() and stopping after
+    `patience` epochs without improvement. Without held-out data (has_val False) it runs
+    every epoch and keeps the last weights. Used by the MLPs and the CNN baselines."""
+    best, best_state, best_epoch, history = math.inf, None, 0, []
+    for ep in range(1, max_epochs + 1):
+        net.train()
+        train_loss = epoch()
+        if not has_val:
+            best_state, best_epoch = None, ep
+            history.append(None)
+            continue
+        v = val_loss()
+        history.append(round(v, 5))
+        if log:
+            log(ep, train_loss, v)
+        if v < best - 1e-4:
+            best, best_epoch = v, ep
+            best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
+        elif ep - best_epoch >= patience:
+            break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    return {"epochs": len(history), "best_epoch": best_epoch,
+            "best_val_loss": round(best, 5) if best < math.inf else None,
+            "val_loss_history": history}
+
+
 def _read_file(path) -> tuple[dict, dict[str, np.ndarray]]:
     """Header JSON + arrays of a classifier file; WeightsError for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"classifier file not found: {path}")
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            header = f.metadata() or {}
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as err:
-        with open(path, "rb") as f:
-            head = f.read(2)
-        if head[:1] == b"\x80" or head == b"PK":  # pickle protocol >= 2, or torch.save's zip
-            raise WeightsError(
-                f"{path} looks like a pickle/torch.save file, which is unsafe to load and was not opened; "
-                "only .safetensors classifiers written by lf_core.classify are accepted"
-            ) from err
-        raise WeightsError(f"{path} is not a readable .safetensors file ({err})") from err
-    if _META_KEY not in header:
-        raise WeightsError(f"{path} is a .safetensors file but not a LatentForensics classifier (no '{_META_KEY}' header)")
-    try:
-        meta = json.loads(header[_META_KEY])
-    except json.JSONDecodeError as err:
-        raise WeightsError(f"{path}: classifier header is not valid JSON ({err})") from err
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise WeightsError(f"{path}: header format is not {FORMAT!r}")
-    if meta.get("version") != VERSION:
-        raise WeightsError(f"{path}: classifier file version {meta.get('version')!r}; this code reads version {VERSION}")
-    return meta, arrays
+    return read_lf_file(path, "classifier", _META_KEY, FORMAT, VERSION)
 
 
 def load_classifier(path) -> LatentClassifier:

@@ -173,9 +173,11 @@ def cmd_bench(a):
         out_dir=a.out_dir, projectors=tuple(a.projectors.split(",")), vqvae_file=a.vqvae,
         weights=a.weights, prealigned=a.prealigned, classifiers=tuple(a.classifiers.split(",")),
         cnns=tuple(c for c in a.cnns.split(",") if c), cnn_epochs=a.cnn_epochs,
+        cnn_kw={"xception": dict(zip(("width", "middle"), (float(a.xception.split(",")[0]),
+                                                           int(a.xception.split(",")[1]))))},
         rf_trees=a.rf_trees, recon_faces=a.recon_faces, recon_steps=a.recon_steps,
         recon_steps_faces=a.recon_steps_faces, channel_rf_trees=a.channel_rf_trees,
-        fewshot_groups=tuple(int(g) for g in a.fewshot.split(",")), seed=a.seed,
+        fewshot_groups=tuple(int(g) for g in a.fewshot.split(",") if g.strip()), seed=a.seed,
         redo=tuple(r for r in (a.redo or "").split(",") if r))
     print(run_bench(cfg))
     return 0
@@ -310,6 +312,7 @@ def parser():
     s.add_argument("--classifiers", default="rf,lr,mlp2,mlp5")
     s.add_argument("--cnns", default="meso4,efficientnet_b0,xception", help="'' for none")
     s.add_argument("--cnn-epochs", type=int, default=10)
+    s.add_argument("--xception", default="0.5,4", help="Xception width,middle blocks (1,8: full)")
     s.add_argument("--rf-trees", type=int, default=1500)
     s.add_argument("--recon-faces", type=int, default=250)
     s.add_argument("--recon-steps", type=int, default=100)

@@ -323,3 +323,48 @@ def read_video(
             cap.release()
 
     return frames()
+
+
+# --------------------------------------------------------------------------- weight files
+
+
+def read_lf_file(path, what: str, key: str, fmt: str, version: int, framework="numpy"):
+    """(meta, arrays) of a LatentForensics .safetensors file (a classifier, projector or
+    CNN baseline): tensors plus a JSON header under `key` whose "format" is `fmt` and
+    "version" is `version`. Nothing in it is executed; a pickle / torch.save file is
+    refused without being opened. WeightsError (saying what it found) for anything else."""
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    from .errors import WeightsError
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{what} file not found: {path}")
+    try:
+        with safe_open(str(path), framework=framework) as f:
+            header = f.metadata() or {}
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head[:1] == b"\x80" or head == b"PK":  # pickle protocol >= 2, or torch.save's zip
+            raise WeightsError(
+                f"{path} looks like a pickle/torch.save file, which is unsafe to load and was "
+                f"not opened; only .safetensors {what} files written by LatentForensics are "
+                "accepted") from err
+        raise WeightsError(f"{path} is not a readable .safetensors file ({err})") from err
+    if key not in header:
+        raise WeightsError(f"{path} is a .safetensors file but not a LatentForensics {what} "
+                           f"(no '{key}' header)")
+    try:
+        meta = json.loads(header[key])
+    except json.JSONDecodeError as err:
+        raise WeightsError(f"{path}: {what} header is not valid JSON ({err})") from err
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise WeightsError(f"{path}: header format is not {fmt!r}")
+    if meta.get("version") != version:
+        raise WeightsError(f"{path}: {what} file version {meta.get('version')!r}; this code "
+                           f"reads version {version}")
+    return meta, arrays

@@ -581,25 +581,9 @@ def make_projector(kind: str, **kw) -> Projector:
 
 def read_header(path) -> tuple[dict, dict]:
     """(header, arrays) of a saved projector; WeightsError for anything else."""
-    from safetensors import SafetensorError, safe_open
+    from .io import read_lf_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"projector file not found: {path}")
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            header = f.metadata() or {}
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{path} is not a readable .safetensors projector ({e})") from e
-    try:
-        meta = json.loads(header[_META_KEY])
-    except (KeyError, json.JSONDecodeError) as e:
-        raise WeightsError(f"{path} is not a LatentForensics projector (no valid "
-                           f"'{_META_KEY}' header)") from e
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise WeightsError(f"{path}: projector format {meta.get('format')!r} v"
-                           f"{meta.get('version')!r}; this code reads {FORMAT!r} v{VERSION}")
+    meta, arrays = read_lf_file(path, "projector", _META_KEY, FORMAT, VERSION)
     arrays.pop("_empty", None)
     return meta, arrays
 

@@ -5,7 +5,6 @@ import pickle
 
 import numpy as np
 import pytest
-import torch
 from safetensors.numpy import save_file
 
 from lf_core.classify import (
@@ -14,7 +13,6 @@ from lf_core.classify import (
     LatentClassifier,
     LogReg,
     MLP2,
-    MLP5,
     NotFittedError,
     RandomForest,
     decide,
@@ -32,13 +30,7 @@ SMALL = {  # test-sized settings: few trees, few epochs, fewer rows (signal rows
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny batches on a shared 2-core CPU run ~10x faster on one thread (no OpenMP spin)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_codes(n, seed, shift=0.5):

@@ -14,13 +14,7 @@ from lf_core.vqvae import VQVAE, train_vqvae
 TINY = {"ch": 16, "res_ch": 8, "n_res": 1, "dim": 8, "n_embed": 32}  # same code grids
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks: one thread is enough (and the result does not depend on the count)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
