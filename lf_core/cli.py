@@ -218,7 +218,8 @@ def parser():
     s = sub.add_parser("train-generator", help="train the embedded compact generator + encoder")
     s.add_argument("--out", default="runs/gen")
     s.add_argument("--hours", type=float, default=1.0)
-    s.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: hours)")
+    s.add_argument("--steps", type=int, default=0,
+                   help="stop at this total step count, resumed steps included (0: --hours)")
     s.add_argument("--batch", type=int, default=8)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, default=0)
@@ -236,7 +237,8 @@ def parser():
     s.add_argument("--out", default="runs/vqvae")
     s.add_argument("--cache", default="runs/gen", help="folder of the aligned face cache")
     s.add_argument("--hours", type=float, default=1.0)
-    s.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: hours)")
+    s.add_argument("--steps", type=int, default=0,
+                   help="stop at this total step count, resumed steps included (0: --hours)")
     s.add_argument("--batch", type=int, default=16)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, default=0)

@@ -121,7 +121,7 @@ class TrainConfig:
     a_cyc: float = 0.05
     a_reg: float = 1e-4
     hours: float = 1.0
-    steps: int = 0  # 0: until `hours` run out
+    steps: int = 0  # stop at this total step count (resumed steps included); 0: `hours`
     val_every: int = 200
     ckpt_minutes: float = 5.0
     seed: int = 0
@@ -154,6 +154,24 @@ def export(G, E, path, meta):
     tmp = path.with_suffix(".tmp")
     save_file(t, str(tmp), metadata=md)
     os.replace(tmp, path)
+
+
+def _stop_on_signals(log):
+    """SIGTERM / SIGINT (kill, Ctrl-C, a background job's end) ask the loop to stop after
+    the current step; it then saves as at the end of its budget."""
+    import signal
+    import threading
+
+    ev = threading.Event()
+
+    def handler(signum, frame):
+        if not ev.is_set():
+            log(f"signal {signum}: stopping after this step and saving the checkpoint")
+        ev.set()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, handler)
+    return ev
 
 
 def lr_scale(k, t, warmup, budget, cfg):
@@ -191,7 +209,9 @@ def train(cfg: TrainConfig, log=print):
     params = list(G.parameters()) + list(E.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
     step, seen, elapsed = 0, 0, 0.0
-    warmup = 0  # steps of linear lr warm-up: a fresh Adam on trained weights jolts them
+    # linear lr warm-up over steps [warm_from, warm_from + warmup): a fresh Adam on trained
+    # weights jolts them. Kept in the checkpoint, so a resumed run goes on with it.
+    warm_from, warmup = 0, 0
     ckpt = out / "last.pt"
     if ckpt.exists():
         s = torch.load(ckpt, weights_only=True)
@@ -199,6 +219,7 @@ def train(cfg: TrainConfig, log=print):
         E.load_state_dict(s["E"])
         opt.load_state_dict(s["opt"])
         step, seen, elapsed = s["step"], s["seen"], s["elapsed"]
+        warm_from, warmup = s.get("warm_from", 0), s.get("warmup", 0)
         log(f"resumed from {ckpt} at step {step}")
     elif DEFAULT_WEIGHTS.exists():
         ld = load_checkpoint(DEFAULT_WEIGHTS)  # fp16 -> fp32, eval, frozen: make trainable
@@ -207,7 +228,7 @@ def train(cfg: TrainConfig, log=print):
         params = list(G.parameters()) + list(E.parameters())
         opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
         step, seen, elapsed = meta.get("step", 0), meta.get("seen", 0), meta.get("elapsed", 0.0)
-        warmup = 200
+        warm_from, warmup = step, 200
         log(f"resumed from {DEFAULT_WEIGHTS} (fp16 weights, fresh optimiser, {warmup} warm-up "
             f"steps) at step {step}")
 
@@ -217,7 +238,6 @@ def train(cfg: TrainConfig, log=print):
     total = cfg.steps or None
     bar = tqdm(total=total, initial=step if total else 0, unit="step", dynamic_ncols=True)
     t0 = last_ckpt = run_start = time.time()
-    start_step = step
 
     def save(metrics=None):
         meta = {"step": step, "seen": seen, "elapsed": elapsed, "batch": cfg.batch,
@@ -225,16 +245,18 @@ def train(cfg: TrainConfig, log=print):
                 "threads": torch.get_num_threads()}
         tmp = out / "last.tmp.pt"
         torch.save({"G": G.state_dict(), "E": E.state_dict(), "opt": opt.state_dict(),
-                    "step": step, "seen": seen, "elapsed": elapsed}, tmp)
+                    "step": step, "seen": seen, "elapsed": elapsed,
+                    "warm_from": warm_from, "warmup": warmup}, tmp)
         os.replace(tmp, ckpt)
         export(G, E, out / "lf-compact-256.safetensors", meta)
         return meta
 
     metrics = {}
+    stop = _stop_on_signals(log)
     while True:
         if cfg.steps and step >= cfg.steps:
             break
-        if time.time() - run_start >= budget:
+        if time.time() - run_start >= budget or stop.is_set():
             break
         epoch, k = divmod(step, per_epoch)
         order = np.random.default_rng(cfg.seed + epoch).permutation(n)
@@ -252,7 +274,7 @@ def train(cfg: TrainConfig, log=print):
         if cfg.a_cyc and step % 4 == 0:
             l_cyc = F.mse_loss(E(y.clamp(-1, 1)), w.detach())
             loss = loss + cfg.a_cyc * l_cyc
-        lr = cfg.lr * lr_scale(step - start_step, time.time() - run_start, warmup,
+        lr = cfg.lr * lr_scale(step - warm_from, time.time() - run_start, warmup,
                                budget if not cfg.steps else None, cfg)
         for g in opt.param_groups:
             g["lr"] = lr

@@ -222,7 +222,7 @@ def train_vqvae(out="runs/vqvae", hours=1.0, steps=0, batch=16, seed=0, threads=
     from tqdm import tqdm
 
     from .projectors import VQVAEProjector
-    from .train_gen import build_cache, in_split
+    from .train_gen import _stop_on_signals, build_cache, in_split
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -285,7 +285,9 @@ def train_vqvae(out="runs/vqvae", hours=1.0, steps=0, batch=16, seed=0, threads=
         return rec
 
     net.train()
-    while not (steps and step >= steps) and time.time() - run_start < budget:
+    stop = _stop_on_signals(log)
+    while (not (steps and step >= steps) and time.time() - run_start < budget
+           and not stop.is_set()):
         epoch, k = divmod(step, per_epoch)
         order = np.random.default_rng(seed + epoch).permutation(n)
         idx = np.sort(order[k * batch:(k + 1) * batch])
