@@ -77,8 +77,11 @@ class _Store:
         self.path = path
         self.data = json.loads(path.read_text()) if path.exists() else {}
         for sec in redo:
-            for k in [k for k in self.data if k == sec or k.startswith(sec + "/")]:
-                del self.data[k]
+            self.drop(lambda k, sec=sec: k == sec or k.startswith(sec + "/"))
+
+    def drop(self, which):
+        for k in [k for k in self.data if which(k)]:
+            del self.data[k]
 
     def get(self, key, make):
         if key not in self.data:
@@ -130,14 +133,24 @@ def section_codes(cfg, store, work):
             _log("vqvae: no --vqvae file given; skipped")
             continue
         folder = work / f"codes-{kind}"
+        proj = _projector(kind, cfg)
+        # a PCA is fitted in extraction: its identity is known only then (it is refitted
+        # only with --redo codes); the others are fixed by their weights files
+        ident = None if proj.needs_fit else json.loads(json.dumps(proj.identity(), default=str))
+        old = store.data.get(f"codes/{kind}")
+        if ident is not None and old is not None and old.get("identity", ident) != ident:
+            # new generator (or VQ-VAE) weights: its codes and every figure made from them
+            _log(f"{kind}: the projector changed since the cached results; recomputing them")
+            store.drop(lambda k, kind=kind: kind in k.split("/") or k.startswith("fewshot/"))
 
-        def run(kind=kind, folder=folder):
+        def run(kind=kind, folder=folder, proj=proj, ident=ident,
+                fresh="codes" in cfg.redo or (ident is not None and old is not None)):
             t = time.perf_counter()
-            extract(cfg.manifest, _projector(kind, cfg), folder, progress=True, log=_log,
-                    prealigned=cfg.prealigned)
+            extract(cfg.manifest, proj, folder, progress=True, log=_log,
+                    prealigned=cfg.prealigned, overwrite=fresh)
             c = load_codes(folder)
             s = time.perf_counter() - t
-            return {"folder": str(folder), "n": len(c), "n_failed": len(c.failed),
+            return {"folder": str(folder), "identity": ident, "n": len(c), "n_failed": len(c.failed),
                     "seconds": round(s, 1), "s_per_face": s / max(1, len(c) + len(c.failed)),
                     "name": c.projector.get("name")}
         out[kind] = store.get(f"codes/{kind}", run)
@@ -240,7 +253,7 @@ def section_recon(cfg, store, work, codes):
             y = np.stack([inv.run(proj.model, x[i], steps=cfg.recon_steps).image
                           for i in range(k)])
             return {f"encoder + {cfg.recon_steps} steps": summary(y, x[:k])}
-        out.update(store.get("recon/stylegan-steps", run))
+        out.update(store.get("recon/stylegan/steps", run))
     out["_perceptual"] = lp.name
     return out
 
@@ -279,7 +292,7 @@ def section_channels(cfg, store, codes):
     out = {}
     for kind in cfg.channel_classifiers:
         params = {"n_trees": cfg.channel_rf_trees} if kind == "rf" else None
-        out[kind] = store.get(f"channels/{kind}", lambda kind=kind, params=params: [
+        out[kind] = store.get(f"channels/stylegan/{kind}", lambda kind=kind, params=params: [
             _fit_score(kind, tr, te, channels=[r], seed=cfg.seed, params=params)
             for r in range(tr.codes.shape[1])])
     return out

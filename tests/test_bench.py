@@ -54,3 +54,12 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     before = (tmp_path / "work" / "results.json").stat().st_mtime_ns
     run_bench(cfg)
     assert (tmp_path / "work" / "results.json").stat().st_mtime_ns == before
+
+    # other generator weights: the stylegan codes and what is made of them are redone
+    store = json.loads((tmp_path / "work" / "results.json").read_text())
+    store["codes/stylegan"]["identity"]["weights_sha256"] = "older"
+    (tmp_path / "work" / "results.json").write_text(json.dumps(store))
+    run_bench(cfg)
+    store = json.loads((tmp_path / "work" / "results.json").read_text())
+    assert store["codes/stylegan"]["identity"]["weights_sha256"] != "older"
+    assert "table/stylegan/lr" in store and "table/pca/lr" in store
