@@ -470,13 +470,16 @@ def _section_md(res, out_dir: Path) -> list[str]:
           "| projector | classifier | accuracy | balanced acc. | ROC AUC | EER | train faces "
           "| train time (s) | inference (ms / face) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in _ordered(res["table"]):
-        L.append(f"| {r['projector']} | {r['classifier']} | {_f(r['accuracy'])} | "
+        clf = r["classifier"] + (f" ({r['epochs']} epochs)" if r.get("epochs") else "")
+        L.append(f"| {r['projector']} | {clf} | {_f(r['accuracy'])} | "
                  f"{_f(r['balanced_accuracy'])} | {_f(r['roc_auc'])} | {_f(r['eer'])} | "
                  f"{r['n_train']} | {r['train_s']:.1f} | {r['infer_s_per_face'] * 1000:.0f} |")
     cfg = res["config"]
     L += ["", f"RF: {cfg['rf_trees']} trees (gini). MLPs: SGD, lr 5e-4, BCE, early stopping on "
-          "held-out groups. CNNs: trained from scratch (no ImageNet weights offline), "
-          f"at most {cfg['cnn_epochs']} epochs; Xception args {cfg['cnn_kw'].get('xception')}.", ""]
+          "held-out groups. CNNs: trained from scratch (no ImageNet weights offline; "
+          "EfficientNet-B0 is torchvision's architecture, Xception and Meso-4 are written in "
+          "lf_core/baselines.py), early stopping on held-out groups, epochs as run; Xception "
+          f"args {cfg['cnn_kw'].get('xception')} (a compact variant for the CPU).", ""]
     rec = {k: v for k, v in (res.get("recon") or {}).items() if not k.startswith("_")}
     if rec:
         has_lp = any("lpips" in v for v in rec.values())

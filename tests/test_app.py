@@ -307,3 +307,37 @@ def test_train_from_a_zip(client, dfdc_pairs, tmp_path):
                                                  api_name="/train")
     assert "cross-validated accuracy" in report and "skipped" in report
     assert "notes.txt" in report
+
+
+def test_torch_lane_one_thread():
+    """Every model call of the demo runs on one thread (demo/state.py): nested calls run in
+    place, a streamed generator is advanced there and closed there when left early."""
+    from demo.state import on_lane, stream_on_lane
+
+    names = set()
+
+    def where():
+        names.add(threading.current_thread().name)
+        return on_lane(threading.current_thread)  # nested: no deadlock, same thread
+
+    threads = [threading.Thread(target=lambda: names.add(on_lane(where).name)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert len(names) == 1 and next(iter(names)).startswith("lf-torch")
+
+    closed = []
+
+    def gen():
+        try:
+            for i in range(10):
+                yield threading.current_thread().name
+        finally:
+            closed.append(threading.current_thread().name)
+
+    for k, name in enumerate(stream_on_lane(gen())):
+        assert name.startswith("lf-torch")
+        if k == 2:
+            break
+    assert closed and closed[0].startswith("lf-torch")
