@@ -350,7 +350,8 @@ def section_fewshot(cfg, store, codes, table):
                     m = _fit_score(clf, sub, te, seed=cfg.seed, params=params)
                 return {"groups": int(len(np.unique(sub.groups))), "n_train": len(sub), **m}
             pts.append(store.get(f"fewshot/{row}/{n}", run))
-        out[row] = [p for p in pts if p]
+        if any(pts):
+            out[row] = [p for p in pts if p]
     return out
 
 
@@ -429,7 +430,7 @@ def _figures(res, fig_dir: Path) -> dict:
         ax.set_ylabel("test accuracy")
         ax.set_title(f"{res['name']}: one W+ row at a time")
         figs["channels"] = _save(fig, ax, fig_dir / f"{res['name']}_channels.png")
-    fs = res.get("fewshot") or {}
+    fs = {k: v for k, v in (res.get("fewshot") or {}).items() if v}
     if fs:
         fig, ax = plt.subplots(figsize=(5, 3.2))
         for row, pts in fs.items():
@@ -459,7 +460,8 @@ def _section_md(res, out_dir: Path) -> list[str]:
     L = [f"## {res['name']}", "",
          f"Manifest `{res['manifest']}`; {res['date']}; {res['machine']['cpus']} CPUs, "
          f"{res['machine']['torch_threads']} torch threads; whole run {res['wall_s']:.0f} s "
-         "(cached sections count 0).", ""]
+         "(cached sections count 0). Times come from the run that computed each row: rows "
+         "computed beside other jobs (e.g. a generator training) show slower times.", ""]
     if res.get("command"):
         L += ["```bash", res["command"], "```", ""]
     L += ["### Codes", "", "| projector | faces | not aligned | s / face (decode + align + project) |",
