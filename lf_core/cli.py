@@ -183,6 +183,18 @@ def cmd_bench(a):
     return 0
 
 
+def _run_args(s, out, batch, lr):
+    """The options every resumable training command shares."""
+    s.add_argument("--out", default=out, help="run folder (checkpoint, log, exported file)")
+    s.add_argument("--hours", type=float, default=1.0, help="this run's time budget")
+    s.add_argument("--steps", type=int, default=0,
+                   help="stop at this total step count, resumed steps included (0: --hours)")
+    s.add_argument("--batch", type=int, default=batch)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    s.add_argument("--lr", type=float, default=lr)
+
+
 def parser():
     p = argparse.ArgumentParser(
         prog="lf", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -216,14 +228,7 @@ def parser():
     s.set_defaults(fn=cmd_predict)
 
     s = sub.add_parser("train-generator", help="train the embedded compact generator + encoder")
-    s.add_argument("--out", default="runs/gen")
-    s.add_argument("--hours", type=float, default=1.0)
-    s.add_argument("--steps", type=int, default=0,
-                   help="stop at this total step count, resumed steps included (0: --hours)")
-    s.add_argument("--batch", type=int, default=8)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--threads", type=int, default=0)
-    s.add_argument("--lr", type=float, default=1e-3)
+    _run_args(s, out="runs/gen", batch=8, lr=1e-3)
     s.add_argument("--lr-end", type=float, default=1e-4,
                    help="lr at the end of this run (cosine cool-down)")
     s.add_argument("--cooldown", type=float, default=0.5,
@@ -234,15 +239,8 @@ def parser():
                        description="Train the compact VQ-VAE-2 of the vqvae projector on the "
                        "real faces aligned by train-generator (CACHE/faces_train.npy); resumes "
                        "from OUT/last.pt and writes OUT/vqvae.safetensors.")
-    s.add_argument("--out", default="runs/vqvae")
+    _run_args(s, out="runs/vqvae", batch=16, lr=3e-4)
     s.add_argument("--cache", default="runs/gen", help="folder of the aligned face cache")
-    s.add_argument("--hours", type=float, default=1.0)
-    s.add_argument("--steps", type=int, default=0,
-                   help="stop at this total step count, resumed steps included (0: --hours)")
-    s.add_argument("--batch", type=int, default=16)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--threads", type=int, default=0)
-    s.add_argument("--lr", type=float, default=3e-4)
     s.set_defaults(fn=cmd_train_vqvae)
 
     s = sub.add_parser("extract", help="align + project the faces of a manifest into codes",
