@@ -105,22 +105,17 @@ def _row_metrics(m: dict) -> dict:
 
 
 def _projector(kind, cfg):
-    from .projectors import CropProjector, PCAProjector, StyleGANProjector, load_projector
+    from .projectors import VQVAEProjector, make_projector
 
+    if kind == "vqvae":  # trained beforehand; a missing file names `lf train-vqvae`
+        return VQVAEProjector.from_file(cfg.vqvae_file)
     if kind == "stylegan":
         from .model import load_model
 
-        return StyleGANProjector(load_model(cfg.weights), steps=0)
+        return make_projector("stylegan", model=load_model(cfg.weights), steps=0)
     if kind == "pca":
-        return PCAProjector(cfg.pca_components, size=64)
-    if kind == "vqvae":
-        if not cfg.vqvae_file or not Path(cfg.vqvae_file).exists():
-            raise LFError(f"no VQ-VAE-2 projector file ({cfg.vqvae_file}); train one with "
-                          "`lf train-vqvae` and pass --vqvae FILE, or leave vqvae out")
-        return load_projector(cfg.vqvae_file)
-    if kind == "crops":
-        return CropProjector(256)
-    raise LFError(f"unknown projector {kind!r}")
+        return make_projector("pca", n_components=cfg.pca_components, size=64)
+    return make_projector(kind, size=256)  # crops; ProjectorError for an unknown kind
 
 
 def section_codes(cfg, store, work):
@@ -272,13 +267,18 @@ def _resize(imgs, size):
 
 def _fit_score(kind, tr, te, channels=None, seed=0, params=None):
     from .classify import CLASSIFIERS
-    from .evaluate import metrics, prior_threshold
 
     clf = CLASSIFIERS[kind](channels=channels, seed=seed, **(params or {}))
-    clf.fit(tr.codes, tr.labels, groups=tr.groups)
-    p = clf.predict_proba(te.codes)[:, 1]
+    return _test_metrics(clf.fit(tr.codes, tr.labels, groups=tr.groups), te)
+
+
+def _test_metrics(det, te):
+    """Row metrics of a fitted detector (latent classifier or CNN) on the rows `te`."""
+    from .evaluate import metrics, prior_threshold
+
+    p = det.predict_proba(te.codes)[:, 1]
     return _row_metrics(metrics(te.labels, p, te.groups,
-                                threshold=prior_threshold(0.5, clf.train_fake_share_)))
+                                threshold=prior_threshold(0.5, det.train_fake_share_)))
 
 
 def section_channels(cfg, store, codes):
@@ -321,7 +321,6 @@ def _take_groups(tr, n, seed):
 def section_fewshot(cfg, store, codes, table):
     """Test accuracy against the number of training groups, best latent row and best CNN."""
     from .baselines import CNNDetector
-    from .evaluate import metrics, prior_threshold
     from .extract import load_codes
 
     out = {}
@@ -342,9 +341,7 @@ def section_fewshot(cfg, store, codes, table):
                     det = CNNDetector(clf, seed=cfg.seed, max_epochs=cfg.cnn_epochs,
                                       arch_kw=cfg.cnn_kw.get(clf)).fit(sub.codes, sub.labels,
                                                                       sub.groups)
-                    p = det.predict_proba(te.codes)[:, 1]
-                    m = _row_metrics(metrics(te.labels, p, te.groups,
-                                             threshold=prior_threshold(0.5, det.train_fake_share_)))
+                    m = _test_metrics(det, te)
                 else:
                     params = {"n_trees": cfg.rf_trees} if clf == "rf" else None
                     m = _fit_score(clf, sub, te, seed=cfg.seed, params=params)
