@@ -26,6 +26,20 @@ def test_encoder_only_and_steps(model, dfdc_pairs):
     assert r.perceptual.startswith("LPIPS") or "not installed" in r.perceptual
 
 
+def test_domain_term_every_kth_step(model, dfdc_pairs):
+    """The encoder pass of the domain term runs on steps 1, 5, ...; every step reports it."""
+    face = align(load_image(dfdc_pairs[0][0]), max_faces=1)[0]
+    calls = []
+    h = model.E.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        r = invert.run(model, face.crop, steps=6, dom_every=4)
+    finally:
+        h.remove()
+    assert len(calls) == 1 + 2  # the encoder's first code, then steps 1 and 5
+    assert all("domain" in step for step in r.losses)
+    assert r.losses[1]["domain"] == r.losses[0]["domain"]  # carried until the next pass
+
+
 def test_invert_is_deterministic(model, dfdc_pairs):
     face = align(load_image(dfdc_pairs[1][0]), max_faces=1)[0]
     a = invert.run(model, face.crop, steps=3, seed=1)
