@@ -177,6 +177,7 @@ def cmd_bench(a):
                                                            int(a.xception.split(",")[1]))))},
         rf_trees=a.rf_trees, recon_faces=a.recon_faces, recon_steps=a.recon_steps,
         recon_steps_faces=a.recon_steps_faces, channel_rf_trees=a.channel_rf_trees,
+        channel_classifiers=tuple(c for c in a.channel_classifiers.split(",") if c),
         fewshot_groups=tuple(int(g) for g in a.fewshot.split(",") if g.strip()), seed=a.seed,
         redo=tuple(r for r in (a.redo or "").split(",") if r))
     print(run_bench(cfg))
@@ -319,6 +320,8 @@ def parser():
     s.add_argument("--recon-steps-faces", type=int, default=16,
                    help="faces for the k-step reconstruction row (~30 s each on 2 cores)")
     s.add_argument("--channel-rf-trees", type=int, default=300)
+    s.add_argument("--channel-classifiers", default="rf,mlp5",
+                   help="classifiers of the per-row accuracy ('' for none)")
     s.add_argument("--fewshot", default="50,100,500,0", help="training groups; 0 = all")
     s.add_argument("--redo", help="sections to recompute: codes,table,recon,channels,fewshot")
     s.add_argument("--seed", type=int, default=0)

@@ -529,18 +529,11 @@ def nvlabs_to_rosinality(sd):
     return out, res
 
 
-class _ClampedLReLU(nets.FusedLeakyReLU):
-    clamp = 256.0
-
-    def forward(self, x):
-        return super().forward(x).clamp(-self.clamp, self.clamp)
-
-
 class _ClampedToRGB(nets.ToRGB):
     clamp = 256.0
 
     def forward(self, x, w, skip=None):
-        out = (self.conv(x, w) + self.bias).clamp(-self.clamp, self.clamp)
+        out = nets.clamp(self.conv(x, w) + self.bias, self.clamp)
         if skip is not None:
             out = out + nets.upsample2(skip, self.upsample.kernel)
         return out
@@ -548,17 +541,18 @@ class _ClampedToRGB(nets.ToRGB):
 
 def _clamp_like_nvlabs(G, g, res):
     """Swap in clamped activations / ToRGBs where the pickle's layers have a conv_clamp."""
-    pairs = [(G.conv1.activate, f"synthesis.b{res[0]}.conv1", _ClampedLReLU),
+    pairs = [(G.conv1.activate, f"synthesis.b{res[0]}.conv1", None),
              (G.to_rgb1, f"synthesis.b{res[0]}.torgb", _ClampedToRGB)]
     for i, r in enumerate(res[1:]):
-        pairs += [(G.convs[2 * i].activate, f"synthesis.b{r}.conv0", _ClampedLReLU),
-                  (G.convs[2 * i + 1].activate, f"synthesis.b{r}.conv1", _ClampedLReLU),
+        pairs += [(G.convs[2 * i].activate, f"synthesis.b{r}.conv0", None),
+                  (G.convs[2 * i + 1].activate, f"synthesis.b{r}.conv1", None),
                   (G.to_rgbs[i], f"synthesis.b{r}.torgb", _ClampedToRGB)]
     clamps = {}
-    for mod, src, cls in pairs:
+    for mod, src, cls in pairs:  # cls None: the activation's own `clamp` attribute
         c = _child(g, src).get("conv_clamp")
         if c is not None:
-            mod.__class__ = cls
+            if cls is not None:
+                mod.__class__ = cls
             mod.clamp = float(c)
             clamps[src] = float(c)
     return clamps

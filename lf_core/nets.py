@@ -112,8 +112,18 @@ class ModulatedConv2d(nn.Module):
 
     def forward(self, x, w):
         # x: (N, in, H, W); w: (N, 512)
+        y, d = self.parts(x, w)
+        return y if d is None else y * d[:, :, None, None]
+
+    def parts(self, x, w):
+        """(the convolution of the modulated input (N, out, H', W'), the demodulation (N, out)
+        or None): StyledConv applies d in one fused op with the noise and bias."""
         s = self.modulation(w)  # (N, in)
         weight = self.weight[0] * self.scale  # (out, in, k, k)
+        if self.k == 1 and not (self.upsample or self.demodulate):  # ToRGB: a (out x in) matmul
+            n, c, h, wd = x.shape
+            y = torch.bmm(weight[None, :, :, 0, 0] * s[:, None], x.reshape(n, c, h * wd))
+            return y.view(n, -1, h, wd), None  # 5x faster than mul + a 1x1 conv on a CPU
         x = x * s[:, :, None, None]
         if self.upsample and x.shape[-1] >= 32:  # large maps: polyphase is cheaper
             x = F.conv2d(x, upconv_phases(weight, self.blur.kernel), padding=1)  # (N, 4 out, H, W)
@@ -123,11 +133,10 @@ class ModulatedConv2d(nn.Module):
             x = self.blur(x)  # (N, out, 2H, 2W)
         else:
             x = F.conv2d(x, weight, padding=self.k // 2)
-        if self.demodulate:
-            wsq = weight.pow(2).sum([2, 3])  # (out, in)
-            d = torch.rsqrt(s.pow(2) @ wsq.t() + 1e-8)  # (N, out)
-            x = x * d[:, :, None, None]
-        return x
+        if not self.demodulate:
+            return x, None
+        wsq = weight.pow(2).sum([2, 3])  # (out, in)
+        return x, torch.rsqrt(s.pow(2) @ wsq.t() + 1e-8)  # (N, out)
 
 
 class NoiseInjection(nn.Module):
@@ -140,12 +149,18 @@ class NoiseInjection(nn.Module):
 
 
 class FusedLeakyReLU(nn.Module):
+    clamp = None  # NVlabs' conv_clamp, set by the loader where a checkpoint has one
+
     def __init__(self, ch):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(ch))
 
     def forward(self, x):
-        return F.leaky_relu(x + self.bias[None, :, None, None], 0.2) * math.sqrt(2)
+        return clamp(F.leaky_relu(x + self.bias[None, :, None, None], 0.2) * math.sqrt(2), self.clamp)
+
+
+def clamp(x, c):
+    return x if c is None else x.clamp(-c, c)
 
 
 class StyledConv(nn.Module):
@@ -156,7 +171,14 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_ch)
 
     def forward(self, x, w, noise):
-        return self.activate(self.noise(self.conv(x, w), noise))
+        # = activate(noise(conv(x, w))) with the full-size maps touched twice, not five times:
+        # leaky(y d + a n + b) sqrt2 = leaky(y (sqrt2 d) + sqrt2 (a n + b)), leaky being
+        # positively homogeneous
+        y, d = self.conv.parts(x, w)  # (N, out, H, W), (N, out)
+        g = math.sqrt(2)
+        add = (self.noise.weight * g) * noise + (self.activate.bias * g)[None, :, None, None]
+        return clamp(F.leaky_relu(torch.addcmul(add, y, (d * g)[:, :, None, None]), 0.2),
+                     self.activate.clamp)
 
 
 class ToRGB(nn.Module):

@@ -1,0 +1,55 @@
+"""How often the inversion's domain term runs: quality and time, on validation faces.
+
+    python benchmarks/bench_domain.py [--faces 6] [--steps 100] [--every 1 4] [--threads 1]
+
+The domain term |w - E(G(w))|^2 costs an encoder forward + backward, a third of a step.
+For each `dom_every`, inverts the same validation faces (the fixed `val` split of
+`lf train-generator`, aligned into runs/gen/faces_val.npy if not there yet) and prints the
+mean PSNR / SSIM of G(w) against the face, the final domain distance and the time.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lf_core import invert as inv  # noqa: E402
+from lf_core.model import load_model  # noqa: E402
+from lf_core.train_gen import build_cache  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--faces", type=int, default=6)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--every", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--cache", default="runs/gen")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--weights", default=None)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    model = load_model(a.weights)
+    val = build_cache(Path(a.cache), "val", limit=96)
+    faces = [np.array(val[i]) for i in np.linspace(0, len(val) - 1, a.faces).astype(int)]
+    print(f"model {model.name}; {len(faces)} validation faces x {a.steps} steps; "
+          f"torch threads {a.threads}")
+    for every in a.every:
+        ps, ss, ds, t = [], [], [], time.perf_counter()
+        for face in faces:
+            r = inv.run(model, face, steps=a.steps, dom_every=every)
+            ps.append(r.psnr)
+            ss.append(r.ssim)
+            with torch.no_grad():
+                w = torch.from_numpy(r.w)
+                ds.append(float((w - model.E(model.G(w))).pow(2).mean()))
+        print(f"dom_every={every}: PSNR {np.mean(ps):.2f} dB, SSIM {np.mean(ss):.4f}, "
+              f"domain {np.mean(ds):.4f}, {time.perf_counter() - t:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
