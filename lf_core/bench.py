@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -371,7 +372,7 @@ def run_bench(cfg: BenchConfig) -> Path:
     channels = section_channels(cfg, store, codes)
     fewshot = section_fewshot(cfg, store, codes, table)
     res = {"name": cfg.name, "manifest": str(cfg.manifest), "config": asdict(cfg),
-           "command": "lf " + " ".join(sys.argv[1:]) if sys.argv and "lf" in Path(sys.argv[0]).name
+           "command": "lf " + shlex.join(sys.argv[1:]) if sys.argv and "lf" in Path(sys.argv[0]).name
            else None,
            "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                        "cpu": platform.processor() or platform.machine()},
@@ -474,11 +475,14 @@ def _section_md(res, out_dir: Path) -> list[str]:
                  f"{_f(r['balanced_accuracy'])} | {_f(r['roc_auc'])} | {_f(r['eer'])} | "
                  f"{r['n_train']} | {r['train_s']:.1f} | {r['infer_s_per_face'] * 1000:.0f} |")
     cfg = res["config"]
-    L += ["", f"RF: {cfg['rf_trees']} trees (gini). MLPs: SGD, lr 5e-4, BCE, early stopping on "
-          "held-out groups. CNNs: trained from scratch (no ImageNet weights offline; "
-          "EfficientNet-B0 is torchvision's architecture, Xception and Meso-4 are written in "
-          "lf_core/baselines.py), early stopping on held-out groups, epochs as run; Xception "
-          f"args {cfg['cnn_kw'].get('xception')} (a compact variant for the CPU).", ""]
+    note = (f"RF: {cfg['rf_trees']} trees (gini). MLPs: SGD, lr 5e-4, BCE, early stopping on "
+            "held-out groups.")
+    if cfg.get("cnns"):
+        note += (" CNNs: trained from scratch (no ImageNet weights offline; EfficientNet-B0 is "
+                 "torchvision's architecture, Xception and Meso-4 are written in "
+                 "lf_core/baselines.py), early stopping on held-out groups, epochs as run; "
+                 f"Xception args {cfg['cnn_kw'].get('xception')} (a compact variant for the CPU).")
+    L += ["", note, ""]
     rec = {k: v for k, v in (res.get("recon") or {}).items() if not k.startswith("_")}
     if rec:
         has_lp = any("lpips" in v for v in rec.values())

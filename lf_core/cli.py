@@ -136,8 +136,10 @@ def cmd_extract(a):
 def cmd_train(a):
     from .evaluate import train_detector
 
+    if a.trees is not None and a.classifier != "rf":
+        raise SystemExit(_usage_error("--trees is for --classifier rf"))
     clf = train_detector(a.codes, a.classifier, a.output, split=a.split, channels=a.channels,
-                         seed=a.seed)
+                         seed=a.seed, params=None if a.trees is None else {"n_trees": a.trees})
     m = clf.metrics
     val = m.get("val")
     extra = (f"; val acc {val['accuracy']:.3f}, AUC "
@@ -278,6 +280,7 @@ def parser():
     s.add_argument("--split", choices=["train", "val", "test", "all"], default="train",
                    help="train on the faces of this group split")
     s.add_argument("--channels", help="W+ rows to use, e.g. 8-11 or 0,3 (default: all)")
+    s.add_argument("--trees", type=int, help="random forest size (default 1500, the paper's)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("-o", "--output", required=True, help="detector .safetensors")
     s.set_defaults(fn=cmd_train)

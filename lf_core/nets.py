@@ -57,13 +57,32 @@ def upsample2(x, kernel):
     """rosinality Upsample (upfirdn2d, up=2, pad=(2, 1)). x: (N, C, H, W) -> (N, C, 2H, 2W).
     Phase r = 0 takes taps x[p-1] K[0] + x[p] K[2]; r = 1 takes x[p] K[1] + x[p+1] K[3]."""
     c = x.shape[1]
-    k = kernel.to(x)
-    t = torch.zeros(2, 3, 4, dtype=x.dtype)  # (phase, tap, kernel index) selector
-    t[0, 0, 0] = t[0, 1, 2] = t[1, 1, 1] = t[1, 2, 3] = 1
-    ph = torch.einsum("rta,sub,ab->rstu", t, t, k)  # (2, 2, 3, 3)
-    eye = torch.eye(c, dtype=x.dtype)
-    w = torch.einsum("rstu,cd->crsdtu", ph, eye).reshape(c * 4, c, 3, 3)
-    return F.pixel_shuffle(F.conv2d(x, w, padding=1), 2)
+    key = (c, x.dtype, tuple(kernel.flatten().tolist()))
+    if key not in _UP2:  # the same few (C, kernel) pairs every call: built once
+        k = kernel.to(x)
+        t = torch.zeros(2, 3, 4, dtype=x.dtype)  # (phase, tap, kernel index) selector
+        t[0, 0, 0] = t[0, 1, 2] = t[1, 1, 1] = t[1, 2, 3] = 1
+        ph = torch.einsum("rta,sub,ab->rstu", t, t, k)  # (2, 2, 3, 3)
+        eye = torch.eye(c, dtype=x.dtype)
+        _UP2[key] = torch.einsum("rstu,cd->crsdtu", ph, eye).reshape(c * 4, c, 3, 3)
+    return F.pixel_shuffle(F.conv2d(x, _UP2[key], padding=1), 2)
+
+
+_UP2 = {}
+
+
+def frozen(mod, name, fn, p=None):
+    """fn() of parameter p (default mod.weight), computed once while it is frozen (inversion,
+    inference): a step then spends its time on the feature maps, not on re-deriving weights."""
+    p = mod.weight if p is None else p
+    if p.requires_grad:
+        return fn()
+    key = (name, p.data_ptr(), p._version)  # in-place updates or a reload invalidate it
+    cache = mod.__dict__.setdefault("_frozen", {})
+    if key not in cache:
+        with torch.no_grad():
+            cache[key] = fn()
+    return cache[key]
 
 
 class PixelNorm(nn.Module):
@@ -81,8 +100,8 @@ class EqualLinear(nn.Module):
         self.activation = activation
 
     def forward(self, x):
-        out = F.linear(x, self.weight * self.scale)
-        out = out + self.bias * self.lr_mul
+        out = F.linear(x, frozen(self, "w", lambda: self.weight * self.scale),
+                       frozen(self, "b", lambda: self.bias * self.lr_mul, self.bias))
         if self.activation:
             out = F.leaky_relu(out, 0.2) * math.sqrt(2)
         return out
@@ -119,14 +138,15 @@ class ModulatedConv2d(nn.Module):
         """(the convolution of the modulated input (N, out, H', W'), the demodulation (N, out)
         or None): StyledConv applies d in one fused op with the noise and bias."""
         s = self.modulation(w)  # (N, in)
-        weight = self.weight[0] * self.scale  # (out, in, k, k)
+        weight = frozen(self, "w", lambda: self.weight[0] * self.scale)  # (out, in, k, k)
         if self.k == 1 and not (self.upsample or self.demodulate):  # ToRGB: a (out x in) matmul
             n, c, h, wd = x.shape
             y = torch.bmm(weight[None, :, :, 0, 0] * s[:, None], x.reshape(n, c, h * wd))
             return y.view(n, -1, h, wd), None  # 5x faster than mul + a 1x1 conv on a CPU
         x = x * s[:, :, None, None]
         if self.upsample and x.shape[-1] >= 32:  # large maps: polyphase is cheaper
-            x = F.conv2d(x, upconv_phases(weight, self.blur.kernel), padding=1)  # (N, 4 out, H, W)
+            ph = frozen(self, "up", lambda: upconv_phases(weight, self.blur.kernel))  # (4 out, in, 3, 3)
+            x = F.conv2d(x, ph, padding=1)  # (N, 4 out, H, W)
             x = F.pixel_shuffle(x, 2)  # (N, out, 2H, 2W)
         elif self.upsample:  # small maps: the weight transform would cost more than it saves
             x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)  # (N, out, 2H+1, 2W+1)
@@ -135,7 +155,7 @@ class ModulatedConv2d(nn.Module):
             x = F.conv2d(x, weight, padding=self.k // 2)
         if not self.demodulate:
             return x, None
-        wsq = weight.pow(2).sum([2, 3])  # (out, in)
+        wsq = frozen(self, "wsq", lambda: weight.pow(2).sum([2, 3]))  # (out, in)
         return x, torch.rsqrt(s.pow(2) @ wsq.t() + 1e-8)  # (N, out)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lf_core import cli
+from lf_core.classify import load_classifier
 from lf_core.data import read_manifest, split_of
 from lf_core.errors import LFError
 from lf_core.evaluate import METRIC_KEYS, evaluate_detector, metrics, train_detector
@@ -153,6 +154,11 @@ def test_cli_train_evaluate_vqvae(codes_dir, manifest, tmp_path, capsys):
     assert "lf train-vqvae" in err and "\n" not in err
     assert cli.main(["train", str(tmp_path), "--classifier", "lr", "-o", str(det)]) == 1
     assert "not a codes folder" in capsys.readouterr().err
+    # a smaller forest than the paper's 1500 trees (e.g. to ship a smaller file)
+    assert cli.main(["train", str(codes_dir), "--classifier", "rf", "--trees", "7", "-o", str(det)]) == 0
+    assert load_classifier(det).n_trees == 7
+    with pytest.raises(SystemExit):
+        cli.main(["train", str(codes_dir), "--classifier", "lr", "--trees", "7", "-o", str(det)])
 
 
 def test_metrics_values():

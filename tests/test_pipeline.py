@@ -84,3 +84,24 @@ def test_predict_video(model, detector, data_dir):
     assert all(f.faces for f in res.frames)  # the face is found in the 1080p frames
     assert res.verdict in ("real", "fake") and 0 <= res.prob_fake <= 1
     assert "mean" in res.rule
+
+
+def test_frozen_weight_cache_follows_the_weights():
+    """G caches weights derived from frozen parameters; a reload or an in-place change must
+    not leave a stale copy behind, and training (requires_grad) never caches."""
+    import torch
+
+    from lf_core import nets
+
+    torch.manual_seed(0)
+    a, b = nets.compact_generator().requires_grad_(False), nets.compact_generator()
+    w = torch.randn(1, 14, 512)
+    with torch.no_grad():
+        ya = a(w)
+        a.load_state_dict(b.state_dict())  # in-place copy into the cached parameters
+        torch.testing.assert_close(a(w), b(w))
+        assert not torch.allclose(ya, a(w))
+        a.convs[0].conv.weight.mul_(2)
+        b.convs[0].conv.weight.mul_(2)
+        torch.testing.assert_close(a(w), b(w))
+    assert not b.convs[0].conv.__dict__.get("_frozen")  # b has requires_grad: never cached
