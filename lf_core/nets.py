@@ -77,12 +77,12 @@ def frozen(mod, name, fn, p=None):
     p = mod.weight if p is None else p
     if p.requires_grad:
         return fn()
-    key = (name, p.data_ptr(), p._version)  # in-place updates or a reload invalidate it
-    cache = mod.__dict__.setdefault("_frozen", {})
-    if key not in cache:
+    key = (p.data_ptr(), p._version)  # in-place updates or a reload invalidate it
+    cache = mod.__dict__.setdefault("_frozen", {})  # name -> (key, value): one entry each
+    if name not in cache or cache[name][0] != key:
         with torch.no_grad():
-            cache[key] = fn()
-    return cache[key]
+            cache[name] = (key, fn())
+    return cache[name][1]
 
 
 class PixelNorm(nn.Module):
