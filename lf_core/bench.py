@@ -338,6 +338,10 @@ def section_fewshot(cfg, store, codes, table):
                 sub = _take_groups(tr, n, cfg.seed)
                 if len(np.unique(sub.labels)) < 2:
                     return None
+                if n == 0 and proj != "cnn":  # all groups: Table 1's row, same fit and seed
+                    keys = ("accuracy", "balanced_accuracy", "eer", "n", "n_train", "roc_auc")
+                    return {"groups": int(len(np.unique(sub.groups))),
+                            **{k: table[row][k] for k in keys}}
                 if proj == "cnn":
                     det = CNNDetector(clf, seed=cfg.seed, max_epochs=cfg.cnn_epochs,
                                       arch_kw=cfg.cnn_kw.get(clf)).fit(sub.codes, sub.labels,
