@@ -529,30 +529,18 @@ def nvlabs_to_rosinality(sd):
     return out, res
 
 
-class _ClampedToRGB(nets.ToRGB):
-    clamp = 256.0
-
-    def forward(self, x, w, skip=None):
-        out = nets.clamp(self.conv(x, w) + self.bias, self.clamp)
-        if skip is not None:
-            out = out + nets.upsample2(skip, self.upsample.kernel)
-        return out
-
-
 def _clamp_like_nvlabs(G, g, res):
-    """Swap in clamped activations / ToRGBs where the pickle's layers have a conv_clamp."""
-    pairs = [(G.conv1.activate, f"synthesis.b{res[0]}.conv1", None),
-             (G.to_rgb1, f"synthesis.b{res[0]}.torgb", _ClampedToRGB)]
+    """Set the activations' and ToRGBs' `clamp` where the pickle's layers have a conv_clamp."""
+    pairs = [(G.conv1.activate, f"synthesis.b{res[0]}.conv1"),
+             (G.to_rgb1, f"synthesis.b{res[0]}.torgb")]
     for i, r in enumerate(res[1:]):
-        pairs += [(G.convs[2 * i].activate, f"synthesis.b{r}.conv0", None),
-                  (G.convs[2 * i + 1].activate, f"synthesis.b{r}.conv1", None),
-                  (G.to_rgbs[i], f"synthesis.b{r}.torgb", _ClampedToRGB)]
+        pairs += [(G.convs[2 * i].activate, f"synthesis.b{r}.conv0"),
+                  (G.convs[2 * i + 1].activate, f"synthesis.b{r}.conv1"),
+                  (G.to_rgbs[i], f"synthesis.b{r}.torgb")]
     clamps = {}
-    for mod, src, cls in pairs:  # cls None: the activation's own `clamp` attribute
+    for mod, src in pairs:
         c = _child(g, src).get("conv_clamp")
         if c is not None:
-            if cls is not None:
-                mod.__class__ = cls
             mod.clamp = float(c)
             clamps[src] = float(c)
     return clamps

@@ -80,27 +80,26 @@ def mean_ci95(v) -> tuple[float, float]:
 
 def ms_ssim_loss(a, b, scales=3):
     """1 - mean SSIM over `scales` dyadic scales. a, b: (N, 3, H, W) in [-1, 1] -> (N,).
-    A target b without grad that was seen on the last call (the steps of one inversion)
-    reuses its pyramid and statistics."""
-    key = None if b.requires_grad else (b.data_ptr(), b._version, tuple(b.shape), scales)
+    The same target tensor b (without grad, unchanged) as on the last call, as in the steps
+    of one inversion, reuses its pyramid and statistics."""
     hit = _TARGET.get("last")
-    if key is None or hit is None or hit[0] != key:
+    if hit is None or hit[0] is not b or hit[1] != (b._version, scales) or b.requires_grad:
         with torch.no_grad():
             bs = [b]
             for _ in range(1, scales):
                 bs.append(F.avg_pool2d(bs[-1], 2))
-            hit = (key, [(x, _stats_b(x)) for x in bs])
-        if key is not None:
+            hit = (b, (b._version, scales), [(x, _stats_b(x)) for x in bs])
+        if not b.requires_grad:  # held by reference: its memory cannot pass to another image
             _TARGET["last"] = hit
     loss = 0
-    for s, (bs, st) in enumerate(hit[1]):
+    for s, (bs, st) in enumerate(hit[2]):
         if s:
             a = F.avg_pool2d(a, 2)
         loss = loss + (1 - ssim(a, bs, reduce=False, stats_b=st))
     return loss / scales
 
 
-_TARGET = {}  # "last": (key of the last target, [(its image, its statistics) per scale])
+_TARGET = {}  # "last": (the last target, (its version, scales), [(image, statistics) per scale])
 
 
 class Perceptual(torch.nn.Module):

@@ -202,6 +202,8 @@ class StyledConv(nn.Module):
 
 
 class ToRGB(nn.Module):
+    clamp = None  # NVlabs' conv_clamp (before the skip sum), set by the loader
+
     def __init__(self, in_ch, style_dim, upsample=True):
         super().__init__()
         if upsample:
@@ -210,7 +212,7 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward(self, x, w, skip=None):
-        out = self.conv(x, w) + self.bias
+        out = clamp(self.conv(x, w) + self.bias, self.clamp)
         if skip is not None:
             out = out + upsample2(skip, self.upsample.kernel)
         return out

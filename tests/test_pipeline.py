@@ -105,3 +105,23 @@ def test_frozen_weight_cache_follows_the_weights():
         b.convs[0].conv.weight.mul_(2)
         torch.testing.assert_close(a(w), b(w))
     assert not b.convs[0].conv.__dict__.get("_frozen")  # b has requires_grad: never cached
+
+
+def test_ms_ssim_target_cache_is_per_image():
+    """The inversion's target statistics are reused only for the very same target tensor:
+    a new image, even one allocated where the last one was, gets its own."""
+    import torch
+
+    from lf_core import losses
+
+    torch.manual_seed(0)
+    a = torch.rand(1, 3, 64, 64) * 2 - 1
+    for _ in range(3):
+        b = torch.rand(1, 3, 64, 64) * 2 - 1
+        fresh = losses.ms_ssim_loss(a, b.clone().requires_grad_(True)).detach()  # no cache
+        torch.testing.assert_close(losses.ms_ssim_loss(a, b), fresh)
+        torch.testing.assert_close(losses.ms_ssim_loss(a, b), fresh)  # cached: the same
+        b.mul_(0.5)  # changed in place: recomputed
+        torch.testing.assert_close(losses.ms_ssim_loss(a, b),
+                                   losses.ms_ssim_loss(a, b.clone().requires_grad_(True)).detach())
+        del b
