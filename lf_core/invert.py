@@ -103,21 +103,23 @@ def invert(model, crop, steps=100, lr=0.01, a_pix=1.0, a_perc=1.0, a_dom=0.5, do
         y = model.G(w0)
     yield Progress(0, steps, {}, time.perf_counter() - t0, 0.0, image=to_image(y)[0])
     step = 0
-    dom = None  # the domain term's last value
+    dom = None  # the domain term's last value (float)
     for step in range(1, steps + 1):
         y = model.G(w)
         terms = {"pixel": F.mse_loss(y, x), "perceptual": perc(y, x).mean()}
         loss = a_pix * terms["pixel"] + a_perc * terms["perceptual"]
-        if a_dom and model.E is not None and (step - 1) % dom_every == 0:
-            dom = F.mse_loss(w, model.E(y))
-            loss = loss + a_dom * dom
-        if dom is not None:  # reported every step: its last value, and in the total
-            terms["domain"] = dom
-        total = a_pix * terms["pixel"] + a_perc * terms["perceptual"] + a_dom * terms.get("domain", 0)
+        dom_now = a_dom and model.E is not None and (step - 1) % dom_every == 0
+        if dom_now:
+            terms["domain"] = F.mse_loss(w, model.E(y))
+            loss = loss + a_dom * terms["domain"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses = {k: v.item() for k, v in terms.items()} | {"total": total.item()}
+        losses = {k: v.item() for k, v in terms.items()} | {"total": loss.item()}
+        if dom_now:
+            dom = losses["domain"]
+        elif dom is not None:  # between encoder passes: its last value, in the total too
+            losses["domain"], losses["total"] = dom, losses["total"] + a_dom * dom
         history.append(losses)
         took = time.perf_counter() - t1
         show = step % every == 0 or step == steps
