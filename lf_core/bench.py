@@ -14,7 +14,8 @@ where it stopped; --redo SECTION recomputes one):
              (and LPIPS only when its backbone is on disk), mean with a 95% CI.
   channels   accuracy of RF and MLP-5 trained on one W+ row at a time (the paper's Fig. 5).
   fewshot    test accuracy against the number of training groups (50, 100, 500, all) for
-             the best latent classifier and the best CNN (best by validation AUC).
+             the best StyleGAN-latent classifier (the method; any projector's when no
+             StyleGAN row ran) and the best CNN, each picked on the validation split.
 
 Each run writes benchmarks/results/NAME.json and its figures; RESULTS.md is rebuilt from
 all the JSON files there, so the DFDC and ffhq_stylegan tables sit side by side.
@@ -325,7 +326,8 @@ def section_fewshot(cfg, store, codes, table):
     from .extract import load_codes
 
     out = {}
-    best_lat = _best(table, lambda k: not k.startswith("cnn/"))
+    best_lat = (_best(table, lambda k: k.startswith("stylegan/"))  # the method's latent
+                or _best(table, lambda k: not k.startswith("cnn/")))
     best_cnn = _best(table, lambda k: k.startswith("cnn/"))
     for row in [r for r in (best_lat, best_cnn) if r]:
         proj, clf = row.split("/")
@@ -484,8 +486,10 @@ def _section_md(res, out_dir: Path) -> list[str]:
     if cfg.get("cnns"):
         note += (" CNNs: trained from scratch (no ImageNet weights offline; EfficientNet-B0 is "
                  "torchvision's architecture, Xception and Meso-4 are written in "
-                 "lf_core/baselines.py), early stopping on held-out groups, epochs as run; "
-                 f"Xception args {cfg['cnn_kw'].get('xception')} (a compact variant for the CPU).")
+                 "lf_core/baselines.py), early stopping on held-out groups, epochs as run.")
+        if "xception" in cfg["cnns"]:
+            note += (f" Xception args {cfg['cnn_kw'].get('xception')} (a compact variant for "
+                     "the CPU).")
     L += ["", note, ""]
     rec = {k: v for k, v in (res.get("recon") or {}).items() if not k.startswith("_")}
     if rec:

@@ -163,6 +163,11 @@ def cmd_evaluate(a):
     return 0
 
 
+def _names(text):
+    """'a,b' -> ('a', 'b'); '' -> () (an option's way to say none)."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
 def cmd_bench(a):
     import torch
 
@@ -170,18 +175,18 @@ def cmd_bench(a):
 
     if a.threads:
         torch.set_num_threads(a.threads)
+    xw, xm = a.xception.split(",")
     cfg = BenchConfig(
         manifest=a.manifest, name=a.name, work=a.work or f"runs/bench/{a.name}",
-        out_dir=a.out_dir, projectors=tuple(a.projectors.split(",")), vqvae_file=a.vqvae,
-        weights=a.weights, prealigned=a.prealigned, classifiers=tuple(a.classifiers.split(",")),
-        cnns=tuple(c for c in a.cnns.split(",") if c), cnn_epochs=a.cnn_epochs,
-        cnn_kw={"xception": dict(zip(("width", "middle"), (float(a.xception.split(",")[0]),
-                                                           int(a.xception.split(",")[1]))))},
+        out_dir=a.out_dir, projectors=_names(a.projectors), vqvae_file=a.vqvae,
+        weights=a.weights, prealigned=a.prealigned, classifiers=_names(a.classifiers),
+        cnns=_names(a.cnns), cnn_epochs=a.cnn_epochs,
+        cnn_kw={"xception": {"width": float(xw), "middle": int(xm)}},
         rf_trees=a.rf_trees, recon_faces=a.recon_faces, recon_steps=a.recon_steps,
         recon_steps_faces=a.recon_steps_faces, channel_rf_trees=a.channel_rf_trees,
-        channel_classifiers=tuple(c for c in a.channel_classifiers.split(",") if c),
-        fewshot_groups=tuple(int(g) for g in a.fewshot.split(",") if g.strip()), seed=a.seed,
-        redo=tuple(r for r in (a.redo or "").split(",") if r))
+        channel_classifiers=_names(a.channel_classifiers),
+        fewshot_groups=tuple(int(g) for g in _names(a.fewshot)), seed=a.seed,
+        redo=_names(a.redo or ""))
     print(run_bench(cfg))
     return 0
 
@@ -308,7 +313,7 @@ def parser():
     s.add_argument("--name", default="dfdc", help="the section of RESULTS.md")
     s.add_argument("--work", help="cache folder (default runs/bench/NAME)")
     s.add_argument("--out-dir", default="benchmarks", help="where results/ and RESULTS.md go")
-    s.add_argument("--projectors", default="stylegan,pca,vqvae")
+    s.add_argument("--projectors", default="stylegan,pca,vqvae", help="'' for none")
     s.add_argument("--vqvae", default=None, help="VQ-VAE-2 projector file (lf train-vqvae); "
                    "without it the vqvae rows are skipped")
     s.add_argument("--weights", help="generator checkpoint (default: embedded model)")

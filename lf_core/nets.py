@@ -72,17 +72,19 @@ _UP2 = {}
 
 
 def frozen(mod, name, fn, p=None):
-    """fn() of parameter p (default mod.weight), computed once while it is frozen (inversion,
-    inference): a step then spends its time on the feature maps, not on re-deriving weights."""
-    p = mod.weight if p is None else p
-    if p.requires_grad:
+    """fn() of parameter p (default mod.weight; a tuple: of all of them), computed once while
+    it is frozen (inversion, inference): a step then spends its time on the feature maps, not
+    on re-deriving weights."""
+    ps = (mod.weight,) if p is None else p if isinstance(p, tuple) else (p,)
+    if any(t.requires_grad for t in ps):
         return fn()
-    key = (p.data_ptr(), p._version)  # in-place updates or a reload invalidate it
-    cache = mod.__dict__.setdefault("_frozen", {})  # name -> (key, value): one entry each
-    if name not in cache or cache[name][0] != key:
-        with torch.no_grad():
-            cache[name] = (key, fn())
-    return cache[name][1]
+    vs = tuple((t.data_ptr(), t._version) for t in ps)  # .to() moves it; a reload bumps it
+    cache = mod.__dict__.setdefault("_frozen", {})  # name -> (tensors, keys, value)
+    hit = cache.get(name)
+    if hit is None or hit[1] != vs or any(a is not b for a, b in zip(hit[0], ps)):
+        with torch.no_grad():  # the tensors are held: a new one never matches a freed one
+            cache[name] = hit = (ps, vs, fn())
+    return hit[2]
 
 
 class PixelNorm(nn.Module):
@@ -196,7 +198,9 @@ class StyledConv(nn.Module):
         # positively homogeneous
         y, d = self.conv.parts(x, w)  # (N, out, H, W), (N, out)
         g = math.sqrt(2)
-        add = (self.noise.weight * g) * noise + (self.activate.bias * g)[None, :, None, None]
+        nw, b = self.noise.weight, self.activate.bias
+        add = frozen(self, "add", lambda: (nw * g) * noise + (b * g)[None, :, None, None],
+                     (nw, b, noise))  # (1, out, H, W)
         return clamp(F.leaky_relu(torch.addcmul(add, y, (d * g)[:, :, None, None]), 0.2),
                      self.activate.clamp)
 

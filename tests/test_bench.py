@@ -44,6 +44,8 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     assert 5 < rec["encoder-only"]["psnr"][0] < 60 and rec["pca"]["ssim"][1] >= 0
     assert len(res["channels"]["lr"]) == 14
     assert all(len(pts) == 2 for pts in res["fewshot"].values())
+    # the method's latent (a StyleGAN row) and the CNN, never a baseline projector's row
+    assert {k.split("/")[0] for k in res["fewshot"]} == {"stylegan", "cnn"}
     text = md.read_text()
     for heading in ("Table 1", "Reconstruction quality", "per W+ row", "Few-shot"):
         assert heading.lower() in text.lower()

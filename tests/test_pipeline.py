@@ -104,6 +104,12 @@ def test_frozen_weight_cache_follows_the_weights():
         a.convs[0].conv.weight.mul_(2)
         b.convs[0].conv.weight.mul_(2)
         torch.testing.assert_close(a(w), b(w))
+        for g in (a, b):  # the cached noise + bias map follows the noise strength and map
+            g.convs[0].noise.weight.fill_(0.5)
+        torch.testing.assert_close(a(w), b(w))
+        for g in (a, b):
+            g.noises.noise_1.mul_(-2)
+        torch.testing.assert_close(a(w), b(w))
     assert not b.convs[0].conv.__dict__.get("_frozen")  # b has requires_grad: never cached
 
 
