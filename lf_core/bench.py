@@ -340,7 +340,7 @@ def section_fewshot(cfg, store, codes, table):
                 sub = _take_groups(tr, n, cfg.seed)
                 if len(np.unique(sub.labels)) < 2:
                     return None
-                if n == 0 and proj != "cnn":  # all groups: Table 1's row, same fit and seed
+                if n == 0:  # all groups: Table 1's row, the same fit (data, seed, epochs)
                     keys = ("accuracy", "balanced_accuracy", "eer", "n", "n_train", "roc_auc")
                     return {"groups": int(len(np.unique(sub.groups))),
                             **{k: table[row][k] for k in keys}}

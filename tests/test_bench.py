@@ -46,6 +46,8 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     assert all(len(pts) == 2 for pts in res["fewshot"].values())
     # the method's latent (a StyleGAN row) and the CNN, never a baseline projector's row
     assert {k.split("/")[0] for k in res["fewshot"]} == {"stylegan", "cnn"}
+    for row, pts in res["fewshot"].items():  # all groups: Table 1's own fit, not a second one
+        assert pts[-1]["roc_auc"] == res["table"][row]["roc_auc"]
     text = md.read_text()
     for heading in ("Table 1", "Reconstruction quality", "per W+ row", "Few-shot"):
         assert heading.lower() in text.lower()
