@@ -9,10 +9,13 @@ scales), which needs no download. Nothing here ever calls a random-backbone scor
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 from torch.nn import functional as F
+
+from .nets import frozen
 
 LPIPS_BACKBONES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
 
@@ -82,24 +85,21 @@ def ms_ssim_loss(a, b, scales=3):
     """1 - mean SSIM over `scales` dyadic scales. a, b: (N, 3, H, W) in [-1, 1] -> (N,).
     The same target tensor b (without grad, unchanged) as on the last call, as in the steps
     of one inversion, reuses its pyramid and statistics."""
-    hit = _TARGET.get("last")
-    if hit is None or hit[0] is not b or hit[1] != (b._version, scales) or b.requires_grad:
-        with torch.no_grad():
-            bs = [b]
-            for _ in range(1, scales):
-                bs.append(F.avg_pool2d(bs[-1], 2))
-            hit = (b, (b._version, scales), [(x, _stats_b(x)) for x in bs])
-        if not b.requires_grad:  # held by reference: its memory cannot pass to another image
-            _TARGET["last"] = hit
+    def pyramid():  # [(image, statistics) per scale]
+        bs = [b]
+        for _ in range(1, scales):
+            bs.append(F.avg_pool2d(bs[-1], 2))
+        return [(x, _stats_b(x)) for x in bs]
+
     loss = 0
-    for s, (bs, st) in enumerate(hit[2]):
+    for s, (bs, st) in enumerate(frozen(_TARGET, f"pyramid{scales}", pyramid, b)):
         if s:
             a = F.avg_pool2d(a, 2)
         loss = loss + (1 - ssim(a, bs, reduce=False, stats_b=st))
     return loss / scales
 
 
-_TARGET = {}  # "last": (the last target, (its version, scales), [(image, statistics) per scale])
+_TARGET = SimpleNamespace()  # nets.frozen's cache of the last target's pyramid (held by reference)
 
 
 class Perceptual(torch.nn.Module):

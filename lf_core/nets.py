@@ -74,7 +74,8 @@ _UP2 = {}
 def frozen(mod, name, fn, p=None):
     """fn() of parameter p (default mod.weight; a tuple: of all of them), computed once while
     it is frozen (inversion, inference): a step then spends its time on the feature maps, not
-    on re-deriving weights."""
+    on re-deriving weights. Any tensor without grad works as p (losses: the inversion's
+    target); mod is whatever holds the cache in its __dict__."""
     ps = (mod.weight,) if p is None else p if isinstance(p, tuple) else (p,)
     if any(t.requires_grad for t in ps):
         return fn()
