@@ -2,6 +2,9 @@
 
     /root/.cache/lf-venv/bin/python benchmarks/bench_classify.py            # N=12,000 x 14 x 512
     /root/.cache/lf-venv/bin/python benchmarks/bench_classify.py --n 3000 --rf-trees 150
+    # real codes (train split -> fit, val split -> accuracy and AUC), forest knobs:
+    /root/.cache/lf-venv/bin/python benchmarks/bench_classify.py --only rf \
+        --codes runs/bench/dfdc_full/codes-stylegan --rf-max-features 28
 
 Synthetic data: every code is N(0, 1); fakes are shifted by --shift in every dimension
 of W+ rows 8..11 (a weak per-feature signal spread over 2,048 dims, so no single feature
@@ -11,6 +14,8 @@ Prints, per classifier: fit time, held-out accuracy, predict time per face (one 
 call, and in a batch of 1,000), file size and load time. With --rf-trees below 1500 the
 forest's fit time is also scaled linearly to 1500 trees (trees are independent, so fit
 time is proportional to their number); that column is marked as extrapolated.
+With --codes the data are real codes from `lf extract`: fitted on the train split,
+scored on the val split (held-out accuracy and ROC AUC).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lf_core.classify import CLASSIFIERS, load_classifier  # noqa: E402
@@ -45,6 +51,9 @@ def main() -> None:
     ap.add_argument("--shift", type=float, default=0.05, help="fake shift per dim of rows 8..11")
     ap.add_argument("--rf-trees", type=int, default=1500, help="trees to actually fit (time scaled to 1500)")
     ap.add_argument("--rf-max-samples", type=float, default=None, help="RandomForest max_samples (fraction)")
+    ap.add_argument("--rf-max-features", default="sqrt",
+                    help="RandomForest max_features: sqrt (default), log2 or a count")
+    ap.add_argument("--codes", help="a codes folder (lf extract): real codes instead of synthetic")
     ap.add_argument("--rf-jobs", type=int, default=-1, help="RandomForest n_jobs (default -1)")
     ap.add_argument("--mlp-max-epochs", type=int, default=None, help="cap MLP epochs (default: the model's)")
     ap.add_argument("--only", nargs="+", choices=list(CLASSIFIERS), default=list(CLASSIFIERS))
@@ -55,8 +64,17 @@ def main() -> None:
 
     import sklearn.ensemble, sklearn.linear_model  # noqa: F401,E401  one-time imports, kept out of the timings
 
-    X, y = make_codes(args.n, args.seed, args.shift)
-    Xt, yt = make_codes(args.n_test, args.seed + 1, args.shift)
+    if args.codes:
+        from lf_core.extract import load_codes
+
+        c = load_codes(args.codes)
+        tr, va = c.where("train", labelled=True), c.where("val", labelled=True)
+        X, y, Xt, yt = tr.codes.astype(np.float32), tr.labels, va.codes.astype(np.float32), va.labels
+    else:
+        X, y = make_codes(args.n, args.seed, args.shift)
+        Xt, yt = make_codes(args.n_test, args.seed + 1, args.shift)
+    mf = args.rf_max_features
+    mf = int(mf) if mf.isdigit() else mf
     print(" ".join(sys.argv))
     print(f"train {X.shape} ({X.nbytes / 2**20:.0f} MiB), test {Xt.shape}, shift {args.shift}, "
           f"torch threads {args.threads}, cpu_count {os.cpu_count()}, load avg {os.getloadavg()[0]:.1f}")
@@ -66,7 +84,8 @@ def main() -> None:
         for kind in args.only:
             extra = {}
             if kind == "rf":
-                extra = {"n_trees": args.rf_trees, "n_jobs": args.rf_jobs, "max_samples": args.rf_max_samples}
+                extra = {"n_trees": args.rf_trees, "n_jobs": args.rf_jobs, "max_samples": args.rf_max_samples,
+                         "max_features": mf}
             elif kind.startswith("mlp") and args.mlp_max_epochs:
                 extra = {"max_epochs": args.mlp_max_epochs}
             model = CLASSIFIERS[kind](seed=args.seed, **extra)
@@ -78,6 +97,7 @@ def main() -> None:
             total_cpu += cpu_s * scale
 
             acc = float((model.predict(Xt) == yt).mean())
+            auc = roc_auc_score(yt, model.predict_proba(Xt)[:, 1])
             t0 = time.perf_counter()
             for i in range(20):
                 model.predict_proba(Xt[i : i + 1])
@@ -97,18 +117,19 @@ def main() -> None:
             if "epochs" in info:
                 info["s/epoch"] = round(fit_s / info["epochs"], 1)
                 info["val_loss"] = model.train_info_["val_loss_history"]
-            rows.append((kind, fit_s, fit_s * scale, cpu_s * scale, acc, one_ms, batch_ms, size_mb, load_s, same, info))
+            rows.append((kind, fit_s, fit_s * scale, cpu_s * scale, acc, auc, one_ms, batch_ms, size_mb, load_s, same, info))
             print(f"  done {kind}: fit {fit_s:.1f}s", flush=True)
             del model, loaded
 
-    print(f"\nN = {args.n} training codes of 14x512; held-out accuracy on {args.n_test}")
-    head = f"{'model':6} {'fit s':>8} {'fit s@1500t':>11} {'cpu s@1500t':>11} {'acc':>6} {'ms/face 1':>9} {'ms/face b':>9} " \
+    print(f"\nN = {len(X)} training codes of {'x'.join(map(str, X.shape[1:]))}; held-out accuracy "
+          f"and AUC on {len(Xt)}" + (f" (val split of {args.codes})" if args.codes else ""))
+    head = f"{'model':6} {'fit s':>8} {'fit s@1500t':>11} {'cpu s@1500t':>11} {'acc':>6} {'AUC':>6} {'ms/face 1':>9} {'ms/face b':>9} " \
            f"{'file MiB':>8} {'load s':>6} {'same':>5}  info"
     print(head)
     print("-" * len(head))
-    for kind, fit_s, scaled, cpu, acc, one_ms, batch_ms, size_mb, load_s, same, info in rows:
+    for kind, fit_s, scaled, cpu, acc, auc, one_ms, batch_ms, size_mb, load_s, same, info in rows:
         mark = "*" if kind == "rf" and args.rf_trees != 1500 else " "
-        print(f"{kind:6} {fit_s:8.1f} {scaled:10.1f}{mark} {cpu:10.1f}{mark} {acc:6.3f} {one_ms:9.2f} {batch_ms:9.3f} "
+        print(f"{kind:6} {fit_s:8.1f} {scaled:10.1f}{mark} {cpu:10.1f}{mark} {acc:6.3f} {auc:6.3f} {one_ms:9.2f} {batch_ms:9.3f} "
               f"{size_mb:8.1f} {load_s:6.2f} {str(same):>5}  {info}")
     print(f"\ntotal fit time (forest scaled to 1500 trees): {total_fit:.0f} s = {total_fit / 60:.1f} min"
           + (f"  (* forest fitted with {args.rf_trees} trees, time x{1500 / args.rf_trees:.1f})"

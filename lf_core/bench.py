@@ -106,15 +106,28 @@ def _row_metrics(m: dict) -> dict:
 # --------------------------------------------------------------------------- sections
 
 
+def _steps(kind: str) -> int:
+    """Inversion steps of a projector name: 'stylegan' 0, 'stylegan-20' 20."""
+    k = kind.partition("-")[2]
+    if k and not k.isdigit():
+        raise LFError(f"projector {kind!r}: write stylegan-K for K inversion steps, "
+                      "e.g. stylegan-20")
+    return int(k or 0)
+
+
+def _label(kind: str) -> str:
+    return f"stylegan ({_steps(kind)} steps)" if kind.startswith("stylegan-") else kind
+
+
 def _projector(kind, cfg):
     from .projectors import VQVAEProjector, make_projector
 
     if kind == "vqvae":  # trained beforehand; a missing file names `lf train-vqvae`
         return VQVAEProjector.from_file(cfg.vqvae_file)
-    if kind == "stylegan":
+    if kind == "stylegan" or kind.startswith("stylegan-"):
         from .model import load_model
 
-        return make_projector("stylegan", model=load_model(cfg.weights), steps=0)
+        return make_projector("stylegan", model=load_model(cfg.weights), steps=_steps(kind))
     if kind == "pca":
         return make_projector("pca", n_components=cfg.pca_components, size=64)
     return make_projector(kind, size=256)  # crops; ProjectorError for an unknown kind
@@ -229,7 +242,7 @@ def section_recon(cfg, store, work, codes):
         return r
 
     for kind in codes:
-        if kind in ("crops",):
+        if kind == "crops" or kind.startswith("stylegan-"):  # k steps: the row below
             continue
 
         def run(kind=kind):
@@ -247,8 +260,7 @@ def section_recon(cfg, store, work, codes):
         def run():
             proj = load_projector(Path(codes["stylegan"]["folder"]) / "projector.safetensors")
             k = min(cfg.recon_steps_faces, len(x))
-            y = np.stack([inv.run(proj.model, x[i], steps=cfg.recon_steps).image
-                          for i in range(k)])
+            y = inv.reconstruct(proj.model, inv.run_batch(proj.model, x[:k], steps=cfg.recon_steps))
             return {f"encoder + {cfg.recon_steps} steps": summary(y, x[:k])}
         out.update(store.get("recon/stylegan/steps", run))
     out["_perceptual"] = lp.name
@@ -294,9 +306,14 @@ def section_channels(cfg, store, codes):
     out = {}
     for kind in cfg.channel_classifiers:
         params = {"n_trees": cfg.channel_rf_trees} if kind == "rf" else None
-        out[kind] = store.get(f"channels/stylegan/{kind}", lambda kind=kind, params=params: [
-            _fit_score(kind, tr, te, channels=[r], seed=cfg.seed, params=params)
-            for r in range(tr.codes.shape[1])])
+
+        def run(kind=kind, params=params):
+            rows = []
+            for r in range(tr.codes.shape[1]):
+                _log(f"per-row accuracy, {kind}: W+ row {r} ({r + 1} of {tr.codes.shape[1]})")
+                rows.append(_fit_score(kind, tr, te, channels=[r], seed=cfg.seed, params=params))
+            return rows
+        out[kind] = store.get(f"channels/stylegan/{kind}", run)
     return out
 
 
@@ -326,7 +343,8 @@ def section_fewshot(cfg, store, codes, table):
     from .extract import load_codes
 
     out = {}
-    best_lat = (_best(table, lambda k: k.startswith("stylegan/"))  # the method's latent
+    # the method's latent (encoder-only or k-step StyleGAN codes), else the best projector
+    best_lat = (_best(table, lambda k: k.split("/")[0].partition("-")[0] == "stylegan")
                 or _best(table, lambda k: not k.startswith("cnn/")))
     best_cnn = _best(table, lambda k: k.startswith("cnn/"))
     for row in [r for r in (best_lat, best_cnn) if r]:
@@ -449,12 +467,29 @@ def _figures(res, fig_dir: Path) -> dict:
 
 
 def _ordered(table: dict) -> list[dict]:
-    """Rows in the paper's order: StyleGAN, PCA, VQ-VAE, then the CNNs; RF, LR, MLP-2, MLP-5."""
+    """Rows in the paper's order: StyleGAN (encoder-only, then by steps), PCA, VQ-VAE, then
+    the CNNs; RF, LR, MLP-2, MLP-5."""
     proj = ["stylegan", "pca", "vqvae", "pixels (CNN)"]
     clf = [*CLASSIFIERS, *CNNS]
-    rank = lambda r: (proj.index(r["projector"]) if r["projector"] in proj else 99,  # noqa: E731
-                      clf.index(r["classifier"]) if r["classifier"] in clf else 99)
+
+    def rank(r):
+        p = r["projector"]
+        base = "stylegan" if p.startswith("stylegan-") else p
+        return (proj.index(base) if base in proj else 99, _steps(p) if base == "stylegan" else 0,
+                clf.index(r["classifier"]) if r["classifier"] in clf else 99)
     return sorted(table.values(), key=rank)
+
+
+def _rows_8_11(ch: dict) -> str:
+    """The paper's claim about W+ rows 8-11, checked: their mean AUC against the others'."""
+    out = []
+    for k, rows in ch.items():
+        auc = np.array([r.get("roc_auc") or np.nan for r in rows], float)
+        mid = np.zeros(len(auc), bool)
+        mid[8:12] = True
+        out.append(f"{k.upper()} {np.nanmean(auc[mid]):.3f} vs {np.nanmean(auc[~mid]):.3f}")
+    return ("Mean AUC of rows 8-11 (the paper's most telling channels) vs the other rows: "
+            + "; ".join(out) + ".")
 
 
 def _section_md(res, out_dir: Path) -> list[str]:
@@ -477,7 +512,7 @@ def _section_md(res, out_dir: Path) -> list[str]:
           "| train time (s) | inference (ms / face) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in _ordered(res["table"]):
         clf = r["classifier"] + (f" ({r['epochs']} epochs)" if r.get("epochs") else "")
-        L.append(f"| {r['projector']} | {clf} | {_f(r['accuracy'])} | "
+        L.append(f"| {_label(r['projector'])} | {clf} | {_f(r['accuracy'])} | "
                  f"{_f(r['balanced_accuracy'])} | {_f(r['roc_auc'])} | {_f(r['eer'])} | "
                  f"{r['n_train']} | {r['train_s']:.1f} | {r['infer_s_per_face'] * 1000:.0f} |")
     cfg = res["config"]
@@ -511,14 +546,15 @@ def _section_md(res, out_dir: Path) -> list[str]:
         ch = res["channels"]
         L += ["### Accuracy per W+ row (one row alone)", "",
               f"![per-row accuracy](figures/{figs['channels'].name})", "",
-              "| row | " + " | ".join(k.upper() for k in ch) + " |",
-              "|---|" + "---|" * len(ch)]
+              "| row | " + " | ".join(f"{k.upper()} acc. | {k.upper()} AUC" for k in ch) + " |",
+              "|---|" + "---|---|" * len(ch)]
         from .explain import channel_labels
 
         for i, lab in enumerate(channel_labels()[:len(next(iter(ch.values())))]):
-            L.append(f"| {lab} | " + " | ".join(_f(ch[k][i]["accuracy"]) for k in ch) + " |")
-        L += [""] + ([f"Per-row forests have {cfg['channel_rf_trees']} trees.", ""]
-                     if "rf" in ch else [])
+            L.append(f"| {lab} | " + " | ".join(f"{_f(ch[k][i]['accuracy'])} | "
+                                                f"{_f(ch[k][i].get('roc_auc'))}" for k in ch) + " |")
+        L += ["", _rows_8_11(ch) + (f" Per-row forests have {cfg['channel_rf_trees']} trees."
+                                    if "rf" in ch else ""), ""]
     if "fewshot" in figs:
         L += ["### Few-shot", "", f"![few-shot](figures/{figs['fewshot'].name})", "",
               "| detector | groups | train faces | accuracy | ROC AUC |", "|---|---|---|---|---|"]

@@ -88,7 +88,8 @@ def cmd_train_generator(a):
     from .train_gen import TrainConfig, train
 
     train(TrainConfig(out=a.out, hours=a.hours, steps=a.steps, batch=a.batch, seed=a.seed,
-                      threads=a.threads, lr=a.lr, lr_end=a.lr_end, cooldown=a.cooldown))
+                      threads=a.threads, lr=a.lr, lr_end=a.lr_end, cooldown=a.cooldown,
+                      encoder_only=a.encoder_only))
     return 0
 
 
@@ -136,10 +137,12 @@ def cmd_extract(a):
 def cmd_train(a):
     from .evaluate import train_detector
 
-    if a.trees is not None and a.classifier != "rf":
-        raise SystemExit(_usage_error("--trees is for --classifier rf"))
+    params = {k: v for k, v in (("n_trees", a.trees), ("max_features", a.max_features))
+              if v is not None}
+    if params and a.classifier != "rf":
+        raise SystemExit(_usage_error("--trees and --max-features are for --classifier rf"))
     clf = train_detector(a.codes, a.classifier, a.output, split=a.split, channels=a.channels,
-                         seed=a.seed, params=None if a.trees is None else {"n_trees": a.trees})
+                         seed=a.seed, params=params or None)
     m = clf.metrics
     val = m.get("val")
     extra = (f"; val acc {val['accuracy']:.3f}, AUC "
@@ -241,6 +244,8 @@ def parser():
                    help="lr at the end of this run (cosine cool-down)")
     s.add_argument("--cooldown", type=float, default=0.5,
                    help="share of this run's --hours spent cooling the lr down (0: constant)")
+    s.add_argument("--encoder-only", action="store_true",
+                   help="freeze the generator and train the encoder alone (its inversions)")
     s.set_defaults(fn=cmd_train_generator)
 
     s = sub.add_parser("train-vqvae", help="train the VQ-VAE-2 projector on the cached real faces",
@@ -286,6 +291,9 @@ def parser():
                    help="train on the faces of this group split")
     s.add_argument("--channels", help="W+ rows to use, e.g. 8-11 or 0,3 (default: all)")
     s.add_argument("--trees", type=int, help="random forest size (default 1500, the paper's)")
+    s.add_argument("--max-features", type=_max_features, metavar="{sqrt,log2,N}",
+                   help="features tried per forest split (default sqrt, sklearn's; fewer is "
+                   "faster: see benchmarks/RESULTS.md, classifier training)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("-o", "--output", required=True, help="detector .safetensors")
     s.set_defaults(fn=cmd_train)
@@ -313,7 +321,8 @@ def parser():
     s.add_argument("--name", default="dfdc", help="the section of RESULTS.md")
     s.add_argument("--work", help="cache folder (default runs/bench/NAME)")
     s.add_argument("--out-dir", default="benchmarks", help="where results/ and RESULTS.md go")
-    s.add_argument("--projectors", default="stylegan,pca,vqvae", help="'' for none")
+    s.add_argument("--projectors", default="stylegan,pca,vqvae",
+                   help="'' for none; stylegan-K: StyleGAN codes after K inversion steps")
     s.add_argument("--vqvae", default=None, help="VQ-VAE-2 projector file (lf train-vqvae); "
                    "without it the vqvae rows are skipped")
     s.add_argument("--weights", help="generator checkpoint (default: embedded model)")
@@ -344,6 +353,15 @@ def prior(text):
     if not 0 < p < 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
     return p
+
+
+def _max_features(text):
+    """--max-features: 'sqrt', 'log2' or a positive count."""
+    if text in ("sqrt", "log2"):
+        return text
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"use sqrt, log2 or a positive count, got {text!r}")
 
 
 def _usage_error(msg):

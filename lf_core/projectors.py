@@ -150,9 +150,9 @@ def file_digest(path, n=16) -> str | None:
 
 
 class StyleGANProjector(Projector):
-    """W+ codes (N, 14, 512) by lf_core.invert: encoder only (steps=0, batched) or the
-    encoder then `steps` optimisation steps per face (invert.run, one face at a time;
-    `invert_kw` goes to it, e.g. lr, a_dom, seed).
+    """W+ codes (N, 14, 512) by lf_core.invert: encoder only (steps=0) or the encoder then
+    `steps` optimisation steps per face (invert.run_batch: `batch` faces at a time, each
+    code as invert.run would give it alone; `invert_kw` goes to it, e.g. lr, a_dom, seed).
 
     meta() names the weights file and its sha256 prefix: codes from another weights file
     (the embedded generator is retrained from time to time) are not comparable.
@@ -204,7 +204,8 @@ class StyleGANProjector(Projector):
             out = [invert.encode(self.model, crops[i:i + self.batch])
                    for i in range(0, len(crops), self.batch)]
             return np.concatenate(out).astype(np.float32, copy=False)
-        out = [invert.run(self.model, c, steps=self.steps, **self.invert_kw).w for c in crops]
+        out = [invert.run_batch(self.model, crops[i:i + self.batch], steps=self.steps,
+                                **self.invert_kw) for i in range(0, len(crops), self.batch)]
         return np.concatenate(out).astype(np.float32, copy=False)
 
     @classmethod

@@ -11,6 +11,7 @@
        L = |y - x|^2 + a_ssim (1 - MS-SSIM(y, x)) + a_cyc |E(y) - w|^2 + a_reg |w - w_avg|^2
    The cycle term keeps codes in the generator's domain (E(G(w)) = w, as the In-Domain
    inversion recipe asks of its encoder); w_avg is a running mean of the codes.
+   `encoder_only` freezes G and trains E alone (same loss).
    Checkpoints (full state) every few minutes; the shipped weights (fp16 safetensors) are
    exported from them. Deterministic for a seed (same data order, same init).
 """
@@ -128,6 +129,7 @@ class TrainConfig:
     threads: int = 0  # 0: torch default
     val_size: int = 96
     limit: int = 0  # cap the training set (tests)
+    encoder_only: bool = False  # train E against a frozen G
 
 
 def evaluate(G, E, val, batch=16):
@@ -206,31 +208,39 @@ def train(cfg: TrainConfig, log=print):
 
     torch.manual_seed(cfg.seed)
     G, E = nets.compact_generator(), nets.compact_encoder()
-    params = list(G.parameters()) + list(E.parameters())
-    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
     step, seen, elapsed = 0, 0, 0.0
     # linear lr warm-up over steps [warm_from, warm_from + warmup): a fresh Adam on trained
     # weights jolts them. Kept in the checkpoint, so a resumed run goes on with it.
     warm_from, warmup = 0, 0
     ckpt = out / "last.pt"
-    if ckpt.exists():
-        s = torch.load(ckpt, weights_only=True)
+    s = torch.load(ckpt, weights_only=True) if ckpt.exists() else None
+    if s is not None:
         G.load_state_dict(s["G"])
         E.load_state_dict(s["E"])
-        opt.load_state_dict(s["opt"])
         step, seen, elapsed = s["step"], s["seen"], s["elapsed"]
         warm_from, warmup = s.get("warm_from", 0), s.get("warmup", 0)
         log(f"resumed from {ckpt} at step {step}")
     elif DEFAULT_WEIGHTS.exists():
-        ld = load_checkpoint(DEFAULT_WEIGHTS)  # fp16 -> fp32, eval, frozen: make trainable
-        G, E = ld.G.train().requires_grad_(True), ld.E.train().requires_grad_(True)
+        ld = load_checkpoint(DEFAULT_WEIGHTS)  # fp16 -> fp32, eval, frozen: made trainable below
+        G, E = ld.G.train(), ld.E.train()
         meta = json.loads(ld.meta.get("train", "{}"))
-        params = list(G.parameters()) + list(E.parameters())
-        opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
         step, seen, elapsed = meta.get("step", 0), meta.get("seen", 0), meta.get("elapsed", 0.0)
         warm_from, warmup = step, 200
         log(f"resumed from {DEFAULT_WEIGHTS} (fp16 weights, fresh optimiser, {warmup} warm-up "
             f"steps) at step {step}")
+    # encoder_only: G frozen (its derived weights are then cached, see nets.frozen), E learns
+    # to invert it; the amortisation gap (encoder-only vs + 100 steps) is E's to close
+    G.requires_grad_(not cfg.encoder_only)
+    E.requires_grad_(True)
+    params = [p for p in (*G.parameters(), *E.parameters()) if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
+    if s is not None:
+        if s.get("encoder_only", False) == cfg.encoder_only:
+            opt.load_state_dict(s["opt"])
+        else:  # switched between joint and encoder-only training: a fresh optimiser
+            warm_from, warmup = step, 200
+            log(f"{'encoder-only' if cfg.encoder_only else 'joint'} training from here: fresh "
+                f"optimiser, {warmup} warm-up steps")
 
     n = len(faces)
     per_epoch = n // cfg.batch
@@ -246,7 +256,8 @@ def train(cfg: TrainConfig, log=print):
         tmp = out / "last.tmp.pt"
         torch.save({"G": G.state_dict(), "E": E.state_dict(), "opt": opt.state_dict(),
                     "step": step, "seen": seen, "elapsed": elapsed,
-                    "warm_from": warm_from, "warmup": warmup}, tmp)
+                    "warm_from": warm_from, "warmup": warmup, "encoder_only": cfg.encoder_only},
+                   tmp)
         os.replace(tmp, ckpt)
         export(G, E, out / "lf-compact-256.safetensors", meta)
         return meta

@@ -4,6 +4,7 @@ report has Table 1, reconstruction CI, per-row accuracy and the few-shot curve."
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from lf_core.data import read_manifest, split_of
@@ -30,13 +31,15 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     from lf_core.bench import BenchConfig, run_bench
 
     cfg = BenchConfig(manifest=str(tiny_manifest), name="tiny", work=str(tmp_path / "work"),
-                      out_dir=str(tmp_path / "out"), projectors=("stylegan", "pca"),
+                      out_dir=str(tmp_path / "out"), projectors=("stylegan", "stylegan-2", "pca"),
                       pca_components=8, classifiers=("lr", "mlp2"), cnns=("meso4",),
                       cnn_epochs=1, rf_trees=5, recon_faces=6, recon_steps=2,
                       recon_steps_faces=1, channel_classifiers=("lr",), fewshot_groups=(4, 0))
     md = run_bench(cfg)
     res = json.loads((tmp_path / "out" / "results" / "tiny.json").read_text())
-    assert set(res["table"]) == {"stylegan/lr", "stylegan/mlp2", "pca/lr", "pca/mlp2", "cnn/meso4"}
+    assert set(res["table"]) == {"stylegan/lr", "stylegan/mlp2", "stylegan-2/lr", "stylegan-2/mlp2",
+                                 "pca/lr", "pca/mlp2", "cnn/meso4"}
+    assert res["codes"]["stylegan-2"]["name"].startswith("stylegan (2 inversion steps")
     for row in res["table"].values():
         assert 0 <= row["accuracy"] <= 1 and row["n_train"] > 0 and row["infer_s_per_face"] > 0
     rec = res["recon"]
@@ -49,9 +52,13 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     for row, pts in res["fewshot"].items():  # all groups: Table 1's own fit, not a second one
         assert pts[-1]["roc_auc"] == res["table"][row]["roc_auc"]
     text = md.read_text()
+    assert "| stylegan (2 steps) | lr |" in text
     for heading in ("Table 1", "Reconstruction quality", "per W+ row", "Few-shot"):
         assert heading.lower() in text.lower()
     assert "LPIPS" in text  # either a column or the plain statement that it is not reported
+    auc = [r["roc_auc"] for r in res["channels"]["lr"]]
+    mid, rest = np.mean(auc[8:12]), np.mean(auc[:8] + auc[12:])
+    assert f"the other rows: LR {mid:.3f} vs {rest:.3f}" in text  # the paper's rows 8-11
     assert (tmp_path / "out" / "figures" / "tiny_channels.png").stat().st_size > 1000
 
     # a rerun is served from WORK/results.json: nothing is recomputed

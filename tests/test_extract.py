@@ -155,10 +155,13 @@ def test_cli_train_evaluate_vqvae(codes_dir, manifest, tmp_path, capsys):
     assert cli.main(["train", str(tmp_path), "--classifier", "lr", "-o", str(det)]) == 1
     assert "not a codes folder" in capsys.readouterr().err
     # a smaller forest than the paper's 1500 trees (e.g. to ship a smaller file)
-    assert cli.main(["train", str(codes_dir), "--classifier", "rf", "--trees", "7", "-o", str(det)]) == 0
-    assert load_classifier(det).n_trees == 7
-    with pytest.raises(SystemExit):
-        cli.main(["train", str(codes_dir), "--classifier", "lr", "--trees", "7", "-o", str(det)])
+    assert cli.main(["train", str(codes_dir), "--classifier", "rf", "--trees", "7",
+                     "--max-features", "5", "-o", str(det)]) == 0
+    rf = load_classifier(det)
+    assert (rf.n_trees, rf.max_features) == (7, 5)
+    for bad in (["--classifier", "lr", "--trees", "7"], ["--classifier", "rf", "--max-features", "0"]):
+        with pytest.raises(SystemExit):
+            cli.main(["train", str(codes_dir), *bad, "-o", str(det)])
 
 
 def test_metrics_values():

@@ -23,12 +23,12 @@ def cache(tmp_path_factory):
     return d
 
 
-def _run(out, cache, steps):
+def _run(out, cache, steps, **kw):
     for f in ("faces_train.npy", "faces_val.npy", "faces_val.paths.txt"):
         if not (out / f).exists():
             out.mkdir(parents=True, exist_ok=True)
             shutil.copy(cache / f, out / f)
-    return train(TrainConfig(out=str(out), steps=steps, batch=2, val_every=2, threads=1),
+    return train(TrainConfig(out=str(out), steps=steps, batch=2, val_every=2, threads=1, **kw),
                  log=lambda m: None)
 
 
@@ -61,6 +61,24 @@ def test_train_export_resume(cache, tmp_path):
     for net in ("G", "E"):
         for k in a[net]:
             assert torch.equal(a[net][k], b[net][k]), (net, k)
+
+
+def test_encoder_only_keeps_the_generator(cache, tmp_path):
+    from lf_core.model import DEFAULT_WEIGHTS
+
+    shipped = load_checkpoint(DEFAULT_WEIGHTS)
+    start = json.loads(shipped.meta["train"])["step"]
+    _run(tmp_path, cache, start + 2, encoder_only=True)
+    s = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert s["encoder_only"] and s["step"] == start + 2
+    assert all(torch.equal(v, shipped.G.state_dict()[k]) for k, v in s["G"].items())
+    assert not all(torch.equal(v, shipped.E.state_dict()[k]) for k, v in s["E"].items()
+                   if k != "w_avg")  # the weights learnt, not only the running mean
+    # then joint training resumes from that checkpoint (a fresh optimiser for G + E)
+    _run(tmp_path, cache, start + 3)
+    s2 = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert not s2["encoder_only"] and s2["step"] == start + 3
+    assert not all(torch.equal(v, s["G"][k]) for k, v in s2["G"].items())
 
 
 def test_lr_schedule():
