@@ -4,7 +4,8 @@
 
 Stages: decode (JPEG -> RGB), align (mediapipe + FFHQ warp), encode (encoder, 1 face),
 generate (G forward, 1 code), invert step (one Adam step: G forward + backward + the
-perceptual term, the domain term on every 4th step; mean of 8), classify (the detector on one code).
+perceptual term, the domain term on every 4th step; mean of 8), classify (the detector on one code),
+and the step per face of a batched inversion (invert.run_batch, as `lf extract --steps K` runs).
 """
 
 import argparse
@@ -42,6 +43,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--image", default=str(data_dir() / "dfdc_faces" / "real" / "aabqcugcpc.jpg"))
     ap.add_argument("--weights", default=None)
+    ap.add_argument("--batch", type=int, default=4, help="faces per batched inversion (1: skip)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model = load_model(a.weights)
@@ -69,6 +71,12 @@ def main():
             lambda: [None for _ in inv.invert(model, crop, steps=0)], a.runs)) / k,
         "classify (LR)": timeit(lambda: det.predict_proba(w), a.runs),
     }
+    if a.batch > 1:  # lf extract --steps K: run_batch, per face and step
+        crops = np.repeat(crop[None], a.batch, 0)
+        rows[f"step/face, batch {a.batch}"] = max(0.0, timeit(
+            lambda: inv.run_batch(model, crops, steps=k, chunk=a.batch), max(1, a.runs // 5))
+            - timeit(lambda: inv.run_batch(model, crops, steps=0, chunk=a.batch),
+                     max(1, a.runs // 5))) / k / a.batch
     print(f"model: {model.name}; torch threads: {torch.get_num_threads()}; image: {a.image} "
           f"{img.shape[1]}x{img.shape[0]}; median of {a.runs} runs")
     for k, v in rows.items():

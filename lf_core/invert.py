@@ -153,12 +153,18 @@ def _step(model, w, x, opt, perc, a_pix, a_perc, a_dom):
 
 
 def run_batch(model, crops, steps=100, lr=0.01, a_pix=1.0, a_perc=1.0, a_dom=0.5,
-              dom_every=4, seed=0) -> np.ndarray:
-    """Codes of several faces inverted together: (N, 256, 256, 3) uint8 -> (N, 14, 512).
-    The same optimisation as invert() per face (see _step), one batched pass of G per step:
-    faster per face than one at a time on a CPU (benchmarks/bench_core.py)."""
+              dom_every=4, seed=0, chunk=4) -> np.ndarray:
+    """Codes of several faces, inverted `chunk` at a time: (N, 256, 256, 3) uint8 ->
+    (N, 14, 512). The same optimisation as invert() per face (see _step) with one batched
+    pass of G per step. Per face and step on the 2-core CPU: 160 ms alone, 135 ms in twos,
+    128 ms in fours, 188 ms in sixteens (the maps outgrow the caches):
+    benchmarks/bench_core.py --batch N."""
     if steps < 0:
         raise ValueError("steps must be >= 0")
+    if len(crops) > chunk:
+        return np.concatenate([run_batch(model, crops[i:i + chunk], steps, lr, a_pix, a_perc,
+                                         a_dom, dom_every, seed, chunk)
+                               for i in range(0, len(crops), chunk)])
     torch.manual_seed(seed)
     w0 = torch.from_numpy(encode(model, crops))  # (N, 14, 512)
     if steps == 0:

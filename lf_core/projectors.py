@@ -151,8 +151,8 @@ def file_digest(path, n=16) -> str | None:
 
 class StyleGANProjector(Projector):
     """W+ codes (N, 14, 512) by lf_core.invert: encoder only (steps=0) or the encoder then
-    `steps` optimisation steps per face (invert.run_batch: `batch` faces at a time, each
-    code as invert.run would give it alone; `invert_kw` goes to it, e.g. lr, a_dom, seed).
+    `steps` optimisation steps per face (invert.run_batch: a few faces per batch, each code
+    as invert.run would give it alone; `invert_kw` goes to it, e.g. lr, a_dom, seed).
 
     meta() names the weights file and its sha256 prefix: codes from another weights file
     (the embedded generator is retrained from time to time) are not comparable.

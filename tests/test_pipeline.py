@@ -56,6 +56,8 @@ def test_batched_inversion_equals_one_at_a_time(model, dfdc_pairs):
     # the same optimisation; batched convolutions round differently (Adam magnifies that
     # on near-zero gradients), hence a tolerance
     assert np.abs(w - alone).mean() < 0.01 * np.abs(w - w0).mean()  # measured: 0.0012
+    np.testing.assert_array_equal(invert.run_batch(model, crops, steps=5, dom_every=2, chunk=1),
+                                  alone)  # in chunks of one: exactly invert.run
     assert np.array_equal(invert.run_batch(model, crops, steps=0), w0)
 
 
