@@ -33,6 +33,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lf_core.classify import CLASSIFIERS, load_classifier  # noqa: E402
+from lf_core.cli import _max_features  # noqa: E402  (lf train's parser of the same option)
 
 
 def make_codes(n: int, seed: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +52,7 @@ def main() -> None:
     ap.add_argument("--shift", type=float, default=0.05, help="fake shift per dim of rows 8..11")
     ap.add_argument("--rf-trees", type=int, default=1500, help="trees to actually fit (time scaled to 1500)")
     ap.add_argument("--rf-max-samples", type=float, default=None, help="RandomForest max_samples (fraction)")
-    ap.add_argument("--rf-max-features", default="sqrt",
+    ap.add_argument("--rf-max-features", default="sqrt", type=_max_features,
                     help="RandomForest max_features: sqrt (default), log2 or a count")
     ap.add_argument("--codes", help="a codes folder (lf extract): real codes instead of synthetic")
     ap.add_argument("--rf-jobs", type=int, default=-1, help="RandomForest n_jobs (default -1)")
@@ -73,8 +74,6 @@ def main() -> None:
     else:
         X, y = make_codes(args.n, args.seed, args.shift)
         Xt, yt = make_codes(args.n_test, args.seed + 1, args.shift)
-    mf = args.rf_max_features
-    mf = int(mf) if mf.isdigit() else mf
     print(" ".join(sys.argv))
     print(f"train {X.shape} ({X.nbytes / 2**20:.0f} MiB), test {Xt.shape}, shift {args.shift}, "
           f"torch threads {args.threads}, cpu_count {os.cpu_count()}, load avg {os.getloadavg()[0]:.1f}")
@@ -85,7 +84,7 @@ def main() -> None:
             extra = {}
             if kind == "rf":
                 extra = {"n_trees": args.rf_trees, "n_jobs": args.rf_jobs, "max_samples": args.rf_max_samples,
-                         "max_features": mf}
+                         "max_features": args.rf_max_features}
             elif kind.startswith("mlp") and args.mlp_max_epochs:
                 extra = {"max_epochs": args.mlp_max_epochs}
             model = CLASSIFIERS[kind](seed=args.seed, **extra)

@@ -115,8 +115,13 @@ def _steps(kind: str) -> int:
     return int(k or 0)
 
 
+def _base(kind: str) -> str:
+    """The projector family of a name: 'stylegan-20' -> 'stylegan'."""
+    return kind.partition("-")[0] if kind.startswith("stylegan") else kind
+
+
 def _label(kind: str) -> str:
-    return f"stylegan ({_steps(kind)} steps)" if kind.startswith("stylegan-") else kind
+    return f"stylegan ({_steps(kind)} steps)" if _steps(kind) else kind
 
 
 def _projector(kind, cfg):
@@ -124,7 +129,7 @@ def _projector(kind, cfg):
 
     if kind == "vqvae":  # trained beforehand; a missing file names `lf train-vqvae`
         return VQVAEProjector.from_file(cfg.vqvae_file)
-    if kind == "stylegan" or kind.startswith("stylegan-"):
+    if _base(kind) == "stylegan":
         from .model import load_model
 
         return make_projector("stylegan", model=load_model(cfg.weights), steps=_steps(kind))
@@ -242,7 +247,7 @@ def section_recon(cfg, store, work, codes):
         return r
 
     for kind in codes:
-        if kind == "crops" or kind.startswith("stylegan-"):  # k steps: the row below
+        if kind == "crops" or _steps(kind):  # k-step codes: the "encoder + k steps" row below
             continue
 
         def run(kind=kind):
@@ -344,7 +349,7 @@ def section_fewshot(cfg, store, codes, table):
 
     out = {}
     # the method's latent (encoder-only or k-step StyleGAN codes), else the best projector
-    best_lat = (_best(table, lambda k: k.split("/")[0].partition("-")[0] == "stylegan")
+    best_lat = (_best(table, lambda k: _base(k.split("/")[0]) == "stylegan")
                 or _best(table, lambda k: not k.startswith("cnn/")))
     best_cnn = _best(table, lambda k: k.startswith("cnn/"))
     for row in [r for r in (best_lat, best_cnn) if r]:
@@ -473,9 +478,8 @@ def _ordered(table: dict) -> list[dict]:
     clf = [*CLASSIFIERS, *CNNS]
 
     def rank(r):
-        p = r["projector"]
-        base = "stylegan" if p.startswith("stylegan-") else p
-        return (proj.index(base) if base in proj else 99, _steps(p) if base == "stylegan" else 0,
+        p = _base(r["projector"])
+        return (proj.index(p) if p in proj else 99, _steps(r["projector"]) if p == "stylegan" else 0,
                 clf.index(r["classifier"]) if r["classifier"] in clf else 99)
     return sorted(table.values(), key=rank)
 
