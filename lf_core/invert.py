@@ -104,8 +104,9 @@ def invert(model, crop, steps=100, lr=0.01, a_pix=1.0, a_perc=1.0, a_dom=0.5, do
     step = 0
     dom = None  # the domain term's last value (float)
     for step in range(1, steps + 1):
-        dom_now = bool(a_dom and model.E is not None and (step - 1) % dom_every == 0)
-        y, loss, terms = _step(model, w, x, opt, perc, a_pix, a_perc, a_dom if dom_now else 0)
+        a = _dom_weight(model, step, a_dom, dom_every)
+        dom_now = bool(a)
+        y, loss, terms = _step(model, w, x, opt, perc, a_pix, a_perc, a)
         losses = {k: v.item() for k, v in terms.items()} | {"total": loss.item()}
         if dom_now:
             dom = losses["domain"]
@@ -132,6 +133,12 @@ def invert(model, crop, steps=100, lr=0.01, a_pix=1.0, a_perc=1.0, a_dom=0.5, do
     yield Progress(len(history), steps, history[-1] if history else {},
                    time.perf_counter() - t0, 0.0, image=result.image, result=result)
     return result
+
+
+def _dom_weight(model, step, a_dom, dom_every):
+    """The domain term's weight at `step` (from 1): a_dom on steps 1, 1 + dom_every, ...
+    (models with an encoder), else 0."""
+    return a_dom if a_dom and model.E is not None and (step - 1) % dom_every == 0 else 0
 
 
 def _step(model, w, x, opt, perc, a_pix, a_perc, a_dom):
@@ -173,8 +180,7 @@ def run_batch(model, crops, steps=100, lr=0.01, a_pix=1.0, a_perc=1.0, a_dom=0.5
     w = w0.clone().requires_grad_(True)
     opt = torch.optim.Adam([w], lr=lr)
     for step in range(1, steps + 1):
-        dom_now = bool(a_dom and model.E is not None and (step - 1) % dom_every == 0)
-        _step(model, w, x, opt, perc, a_pix, a_perc, a_dom if dom_now else 0)
+        _step(model, w, x, opt, perc, a_pix, a_perc, _dom_weight(model, step, a_dom, dom_every))
     return w.detach().numpy().copy()
 
 
