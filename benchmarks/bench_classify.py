@@ -52,8 +52,8 @@ def main() -> None:
     ap.add_argument("--shift", type=float, default=0.05, help="fake shift per dim of rows 8..11")
     ap.add_argument("--rf-trees", type=int, default=1500, help="trees to actually fit (time scaled to 1500)")
     ap.add_argument("--rf-max-samples", type=float, default=None, help="RandomForest max_samples (fraction)")
-    ap.add_argument("--rf-max-features", default="sqrt", type=_max_features,
-                    help="RandomForest max_features: sqrt (default), log2 or a count")
+    ap.add_argument("--rf-max-features", default="sqrt/2", type=_max_features,
+                    help="RandomForest max_features: sqrt/2 (default, lf train's), sqrt, log2 or a count")
     ap.add_argument("--codes", help="a codes folder (lf extract): real codes instead of synthetic")
     ap.add_argument("--rf-jobs", type=int, default=-1, help="RandomForest n_jobs (default -1)")
     ap.add_argument("--mlp-max-epochs", type=int, default=None, help="cap MLP epochs (default: the model's)")

@@ -59,6 +59,7 @@ class BenchConfig:
     cnn_epochs: int = 10
     cnn_kw: dict = field(default_factory=lambda: {"xception": {"width": 0.5, "middle": 4}})
     rf_trees: int = 1500
+    rf_max_features: str = "sqrt"  # sklearn's default, the closest to the paper (lf train: sqrt/2)
     recon_faces: int = 250
     recon_steps: int = 100  # inversion steps for the "+ k steps" reconstruction row
     recon_steps_faces: int = 16  # faces for that row (CPU time: ~30 s per face)
@@ -184,7 +185,7 @@ def section_table(cfg, store, work, codes):
         for clf in cfg.classifiers:
             def run(kind=kind, clf=clf, info=info):
                 path = work / "detectors" / f"{kind}-{clf}.safetensors"
-                params = {"n_trees": cfg.rf_trees} if clf == "rf" else None
+                params = _rf_params(cfg, cfg.rf_trees) if clf == "rf" else None
                 t = time.perf_counter()
                 det = train_detector(info["folder"], clf, path, seed=cfg.seed, params=params,
                                      log=_log)
@@ -284,6 +285,10 @@ def _resize(imgs, size):
     return inv.to_image(x)
 
 
+def _rf_params(cfg, trees):
+    return {"n_trees": trees, "max_features": cfg.rf_max_features}
+
+
 def _fit_score(kind, tr, te, channels=None, seed=0, params=None):
     from .classify import CLASSIFIERS
 
@@ -310,7 +315,7 @@ def section_channels(cfg, store, codes):
     tr, te = c.where("train", labelled=True), c.where("test", labelled=True)
     out = {}
     for kind in cfg.channel_classifiers:
-        params = {"n_trees": cfg.channel_rf_trees} if kind == "rf" else None
+        params = _rf_params(cfg, cfg.channel_rf_trees) if kind == "rf" else None
 
         def run(kind=kind, params=params):
             rows = []
@@ -373,7 +378,7 @@ def section_fewshot(cfg, store, codes, table):
                                                                       sub.groups)
                     m = _test_metrics(det, te)
                 else:
-                    params = {"n_trees": cfg.rf_trees} if clf == "rf" else None
+                    params = _rf_params(cfg, cfg.rf_trees) if clf == "rf" else None
                     m = _fit_score(clf, sub, te, seed=cfg.seed, params=params)
                 return {"groups": int(len(np.unique(sub.groups))), "n_train": len(sub), **m}
             pts.append(store.get(f"fewshot/{row}/{n}", run))
@@ -424,17 +429,21 @@ def _ci(v, d=2):
     return "–" if not v else f"{v[0]:.{d}f} ± {v[1]:.{d}f}"
 
 
-def _save(fig, ax, path: Path) -> Path:
+def _save(fig, axes, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    ax.legend(fontsize=8)
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
+METRICS = (("accuracy", "test accuracy"), ("roc_auc", "test ROC AUC"))  # one panel each
+
+
 def _figures(res, fig_dir: Path) -> dict:
+    """Per-row bars and few-shot curves: a panel for accuracy and one for ROC AUC."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -443,31 +452,34 @@ def _figures(res, fig_dir: Path) -> dict:
     figs = {}
     ch = res.get("channels") or {}
     if ch:
-        fig, ax = plt.subplots(figsize=(7, 3.2))
+        fig, axes = plt.subplots(2, 1, figsize=(7, 5.6), sharex=True)
         from .explain import channel_labels
 
         labels = channel_labels()
         n = len(next(iter(ch.values())))
-        for i, (kind, pts) in enumerate(ch.items()):
-            ax.bar(np.arange(n) + (i - 0.5) * 0.4, [p["accuracy"] for p in pts], 0.4,
-                   label=kind.upper())
-        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-        ax.axvspan(7.5, 11.5, color="orange", alpha=0.1, label="rows 8-11")
-        ax.set_xticks(range(n), labels[:n], rotation=60, fontsize=7)
-        ax.set_ylabel("test accuracy")
-        ax.set_title(f"{res['name']}: one W+ row at a time")
-        figs["channels"] = _save(fig, ax, fig_dir / f"{res['name']}_channels.png")
+        for ax, (key, name) in zip(axes, METRICS):
+            for i, (kind, pts) in enumerate(ch.items()):
+                ax.bar(np.arange(n) + (i - 0.5) * 0.4, [p.get(key) or np.nan for p in pts], 0.4,
+                       label=kind.upper())
+            ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+            ax.axvspan(7.5, 11.5, color="orange", alpha=0.1, label="rows 8-11")
+            ax.set_ylabel(name)
+        axes[-1].set_xticks(range(n), labels[:n], rotation=60, fontsize=7)
+        axes[0].set_title(f"{res['name']}: one W+ row at a time")
+        figs["channels"] = _save(fig, axes, fig_dir / f"{res['name']}_channels.png")
     fs = {k: v for k, v in (res.get("fewshot") or {}).items() if v}
     if fs:
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        for row, pts in fs.items():
-            ax.plot([p["groups"] for p in pts], [p["accuracy"] for p in pts], "o-", label=row)
-        ax.set_xscale("log")
-        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-        ax.set_xlabel("training groups (source videos)")
-        ax.set_ylabel("test accuracy")
-        ax.set_title(f"{res['name']}: few-shot")
-        figs["fewshot"] = _save(fig, ax, fig_dir / f"{res['name']}_fewshot.png")
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+        for ax, (key, name) in zip(axes, METRICS):
+            for row, pts in fs.items():
+                ax.plot([p["groups"] for p in pts], [p.get(key) or np.nan for p in pts], "o-",
+                        label=row)
+            ax.set_xscale("log")
+            ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+            ax.set_xlabel("training groups (source videos)")
+            ax.set_ylabel(name)
+        axes[0].set_title(f"{res['name']}: few-shot")
+        figs["fewshot"] = _save(fig, axes, fig_dir / f"{res['name']}_fewshot.png")
     return figs
 
 
@@ -520,7 +532,8 @@ def _section_md(res, out_dir: Path) -> list[str]:
                  f"{_f(r['balanced_accuracy'])} | {_f(r['roc_auc'])} | {_f(r['eer'])} | "
                  f"{r['n_train']} | {r['train_s']:.1f} | {r['infer_s_per_face'] * 1000:.0f} |")
     cfg = res["config"]
-    note = (f"RF: {cfg['rf_trees']} trees (gini). MLPs: SGD, lr 5e-4, BCE, early stopping on "
+    note = (f"RF: {cfg['rf_trees']} trees (gini, max_features "
+            f"{cfg.get('rf_max_features', 'sqrt')}). MLPs: SGD, lr 5e-4, BCE, early stopping on "
             "held-out groups.")
     if cfg.get("cnns"):
         note += (" CNNs: trained from scratch (no ImageNet weights offline; EfficientNet-B0 is "
@@ -548,8 +561,8 @@ def _section_md(res, out_dir: Path) -> list[str]:
         L.append("")
     if "channels" in figs:
         ch = res["channels"]
-        L += ["### Accuracy per W+ row (one row alone)", "",
-              f"![per-row accuracy](figures/{figs['channels'].name})", "",
+        L += ["### Accuracy and AUC per W+ row (one row alone)", "",
+              f"![per-row accuracy and AUC](figures/{figs['channels'].name})", "",
               "| row | " + " | ".join(f"{k.upper()} acc. | {k.upper()} AUC" for k in ch) + " |",
               "|---|" + "---|---|" * len(ch)]
         from .explain import channel_labels

@@ -185,8 +185,9 @@ def cmd_bench(a):
         weights=a.weights, prealigned=a.prealigned, classifiers=_names(a.classifiers),
         cnns=_names(a.cnns), cnn_epochs=a.cnn_epochs,
         cnn_kw={"xception": {"width": float(xw), "middle": int(xm)}},
-        rf_trees=a.rf_trees, recon_faces=a.recon_faces, recon_steps=a.recon_steps,
-        recon_steps_faces=a.recon_steps_faces, channel_rf_trees=a.channel_rf_trees,
+        rf_trees=a.rf_trees, rf_max_features=a.rf_max_features, recon_faces=a.recon_faces,
+        recon_steps=a.recon_steps, recon_steps_faces=a.recon_steps_faces,
+        channel_rf_trees=a.channel_rf_trees,
         channel_classifiers=_names(a.channel_classifiers),
         fewshot_groups=tuple(int(g) for g in _names(a.fewshot)), seed=a.seed,
         redo=_names(a.redo or ""))
@@ -291,9 +292,9 @@ def parser():
                    help="train on the faces of this group split")
     s.add_argument("--channels", help="W+ rows to use, e.g. 8-11 or 0,3 (default: all)")
     s.add_argument("--trees", type=int, help="random forest size (default 1500, the paper's)")
-    s.add_argument("--max-features", type=_max_features, metavar="{sqrt,log2,N}",
-                   help="features tried per forest split (default sqrt, sklearn's; fewer is "
-                   "faster: see benchmarks/RESULTS.md, classifier training)")
+    s.add_argument("--max-features", type=_max_features, metavar="{sqrt/2,sqrt,log2,N}",
+                   help="features tried per forest split (default sqrt/2: half of sklearn's "
+                   "sqrt, twice as fast; see README, classifier training time)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("-o", "--output", required=True, help="detector .safetensors")
     s.set_defaults(fn=cmd_train)
@@ -332,6 +333,8 @@ def parser():
     s.add_argument("--cnn-epochs", type=int, default=10)
     s.add_argument("--xception", default="0.5,4", help="Xception width,middle blocks (1,8: full)")
     s.add_argument("--rf-trees", type=int, default=1500)
+    s.add_argument("--rf-max-features", type=_max_features, default="sqrt",
+                   help="forest features per split (default sqrt, sklearn's: the paper's replication)")
     s.add_argument("--recon-faces", type=int, default=250)
     s.add_argument("--recon-steps", type=int, default=100)
     s.add_argument("--recon-steps-faces", type=int, default=16,
@@ -356,12 +359,12 @@ def prior(text):
 
 
 def _max_features(text):
-    """--max-features: 'sqrt', 'log2' or a positive count."""
-    if text in ("sqrt", "log2"):
+    """--max-features: 'sqrt/2', 'sqrt', 'log2' or a positive count."""
+    if text in ("sqrt/2", "sqrt", "log2"):
         return text
     if text.isdigit() and int(text) > 0:
         return int(text)
-    raise argparse.ArgumentTypeError(f"use sqrt, log2 or a positive count, got {text!r}")
+    raise argparse.ArgumentTypeError(f"use sqrt/2, sqrt, log2 or a positive count, got {text!r}")
 
 
 def _usage_error(msg):

@@ -57,13 +57,13 @@ def upsample2(x, kernel):
     """rosinality Upsample (upfirdn2d, up=2, pad=(2, 1)). x: (N, C, H, W) -> (N, C, 2H, 2W).
     Phase r = 0 takes taps x[p-1] K[0] + x[p] K[2]; r = 1 takes x[p] K[1] + x[p+1] K[3]."""
     c = x.shape[1]
-    key = (c, x.dtype, tuple(kernel.flatten().tolist()))
+    key = (c, x.dtype, x.device, tuple(kernel.flatten().tolist()))
     if key not in _UP2:  # the same few (C, kernel) pairs every call: built once
         k = kernel.to(x)
-        t = torch.zeros(2, 3, 4, dtype=x.dtype)  # (phase, tap, kernel index) selector
+        t = torch.zeros(2, 3, 4, dtype=x.dtype, device=x.device)  # (phase, tap, kernel index)
         t[0, 0, 0] = t[0, 1, 2] = t[1, 1, 1] = t[1, 2, 3] = 1
         ph = torch.einsum("rta,sub,ab->rstu", t, t, k)  # (2, 2, 3, 3)
-        eye = torch.eye(c, dtype=x.dtype)
+        eye = torch.eye(c, dtype=x.dtype, device=x.device)
         _UP2[key] = torch.einsum("rstu,cd->crsdtu", ph, eye).reshape(c * 4, c, 3, 3)
     return F.pixel_shuffle(F.conv2d(x, _UP2[key], padding=1), 2)
 
@@ -152,7 +152,8 @@ class ModulatedConv2d(nn.Module):
             x = F.conv2d(x, ph, padding=1)  # (N, 4 out, H, W)
             x = F.pixel_shuffle(x, 2)  # (N, out, 2H, 2W)
         elif self.upsample:  # small maps: the weight transform would cost more than it saves
-            x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)  # (N, out, 2H+1, 2W+1)
+            wt = frozen(self, "wt", lambda: weight.transpose(0, 1).contiguous())  # (in, out, k, k)
+            x = F.conv_transpose2d(x, wt, stride=2)  # (N, out, 2H+1, 2W+1)
             x = self.blur(x)  # (N, out, 2H, 2W)
         else:
             x = F.conv2d(x, weight, padding=self.k // 2)

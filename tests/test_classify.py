@@ -77,6 +77,8 @@ def test_forest_export_matches_sklearn(data, fitted, tmp_path):
     loaded = RandomForest.load(rf.save(tmp_path / "rf.safetensors"))
     assert loaded.sklearn_model_ is None
     np.testing.assert_allclose(loaded.predict_proba(Xt), expect, atol=1e-6)
+    # default: half of sklearn's sqrt rule, over the 4 selected rows' 2,048 features
+    assert (rf.max_features, rf.sklearn_model_.max_features) == ("sqrt/2", 22)
 
 
 def test_same_seed_same_predictions(data):
