@@ -303,7 +303,7 @@ class LatentClassifier:
 
 
 def _features_per_split(mf, d):
-    """sklearn's max_features for `mf` over d features: \"sqrt/2\" -> max(1, int(sqrt(d) / 2))."""
+    """sklearn's max_features for `mf` over d features; "sqrt/2" -> max(1, int(sqrt(d) / 2))."""
     return max(1, int(math.sqrt(d) / 2)) if mf == "sqrt/2" else mf
 
 
