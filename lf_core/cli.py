@@ -85,11 +85,17 @@ def cmd_predict(a):
 
 
 def cmd_train_generator(a):
-    from .train_gen import TrainConfig, train
+    from .train_gen import TrainConfig, pack_faces, train, unpack_faces
 
+    if a.pack_to:
+        pack_faces(a.out, a.pack_to)
+        print(f"wrote {a.pack_to} ({os.path.getsize(a.pack_to) / 2**20:.1f} MiB)")
+        return 0
+    if a.from_pack:
+        unpack_faces(a.from_pack, a.out)
     train(TrainConfig(out=a.out, hours=a.hours, steps=a.steps, batch=a.batch, seed=a.seed,
                       threads=a.threads, lr=a.lr, lr_end=a.lr_end, cooldown=a.cooldown,
-                      encoder_only=a.encoder_only))
+                      encoder_only=a.encoder_only, device=a.device or ""))
     return 0
 
 
@@ -247,6 +253,11 @@ def parser():
                    help="share of this run's --hours spent cooling the lr down (0: constant)")
     s.add_argument("--encoder-only", action="store_true",
                    help="freeze the generator and train the encoder alone (its inversions)")
+    s.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when there is one)")
+    s.add_argument("--pack-to", metavar="FILE",
+                   help="write OUT's face caches as one WebP .npz (~4 KB a face) and exit")
+    s.add_argument("--from-pack", metavar="FILE",
+                   help="train on a --pack-to file (a machine without ../shared)")
     s.set_defaults(fn=cmd_train_generator)
 
     s = sub.add_parser("train-vqvae", help="train the VQ-VAE-2 projector on the cached real faces",

@@ -46,8 +46,8 @@ class Progress:
 
 
 def to_tensor(img):
-    """(H, W, 3) or (N, H, W, 3) uint8 -> (N, 3, H, W) float32 in [-1, 1]."""
-    x = torch.from_numpy(np.array(img, dtype=np.float32, copy=True))
+    """(H, W, 3) or (N, H, W, 3) uint8 (array or tensor) -> (N, 3, H, W) float32 in [-1, 1]."""
+    x = img.float() if torch.is_tensor(img) else torch.from_numpy(np.array(img, np.float32))
     if x.ndim == 3:
         x = x[None]
     return x.permute(0, 3, 1, 2) / 127.5 - 1

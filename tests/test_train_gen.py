@@ -88,3 +88,19 @@ def test_lr_schedule():
     assert lr_scale(500, 75, 200, 100, cfg) == pytest.approx(0.55)  # half-way down
     assert lr_scale(500, 100, 200, 100, cfg) == pytest.approx(0.1)  # lr_end / lr
     assert lr_scale(500, 80, 0, None, cfg) == 1.0  # --steps runs: no time budget
+
+
+def test_pack_round_trip(cache, tmp_path):
+    """--pack-to / --from-pack: the cache as WebP travels to a machine without ../shared."""
+    from lf_core.losses import psnr
+    from lf_core.invert import to_tensor
+    from lf_core.train_gen import pack_faces, unpack_faces
+
+    pack_faces(cache, tmp_path / "faces.npz")
+    unpack_faces(tmp_path / "faces.npz", tmp_path / "run")
+    for split in ("train", "val"):
+        a = np.load(cache / f"faces_{split}.npy")
+        b = np.load(tmp_path / "run" / f"faces_{split}.npy")
+        assert a.shape == b.shape and b.dtype == np.uint8
+        assert float(psnr(to_tensor(b), to_tensor(a))) > 35  # lossy, far above what G reaches
+    assert (tmp_path / "faces.npz").stat().st_size < 10_000 * len(a)  # ~4 KB a face
