@@ -156,8 +156,9 @@ def section_codes(cfg, store, work):
         old = store.data.get(f"codes/{kind}")
         if ident is not None and old is not None and old.get("identity", ident) != ident:
             # new generator (or VQ-VAE) weights: its codes and every figure made from them
+            # (its few-shot points too: fewshot/KIND/...; the CNNs' do not depend on it)
             _log(f"{kind}: the projector changed since the cached results; recomputing them")
-            store.drop(lambda k, kind=kind: kind in k.split("/") or k.startswith("fewshot/"))
+            store.drop(lambda k, kind=kind: kind in k.split("/"))
 
         def run(kind=kind, folder=folder, proj=proj, ident=ident,
                 fresh="codes" in cfg.redo or (ident is not None and old is not None)):
