@@ -255,7 +255,7 @@ def parser():
                    help="freeze the generator and train the encoder alone (its inversions)")
     s.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when there is one)")
     s.add_argument("--pack-to", metavar="FILE",
-                   help="write OUT's face caches as one WebP .npz (~4 KB a face) and exit")
+                   help="write OUT's face caches as one WebP .npz (~3 KB a face) and exit")
     s.add_argument("--from-pack", metavar="FILE",
                    help="train on a --pack-to file (a machine without ../shared)")
     s.set_defaults(fn=cmd_train_generator)

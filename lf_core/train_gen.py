@@ -14,7 +14,7 @@
    `encoder_only` freezes G and trains E alone (same loss).
    Checkpoints (full state) every few minutes; the shipped weights (fp16 safetensors) are
    exported from them. Deterministic for a seed (same data order, same init).
-3. `pack_faces` / `unpack_faces`: the cache as one small file of WebP images (about 4 KB a
+3. `pack_faces` / `unpack_faces`: the cache as one small file of WebP images (about 3 KB a
    face) to train on a machine without ../shared (a GPU box):
        lf train-generator --out runs/gen --pack-to faces.npz         # here
        lf train-generator --out runs/gpu --from-pack faces.npz ...   # there (CUDA if present)
@@ -117,7 +117,8 @@ def in_split(out, split):
 
 def pack_faces(out, dst, quality=80):
     """out/faces_{train,val}.npy -> dst (.npz): each split as WebP bytes joined, with offsets.
-    WebP at quality 80 keeps about 41 dB PSNR, far above what the models reconstruct."""
+    WebP at quality 80: 3.1 KB and 41.7 dB PSNR a face (200 training faces), far above what
+    the models reconstruct."""
     import io
     from PIL import Image
 
@@ -189,7 +190,7 @@ def evaluate(G, E, val, batch=16):
 
 def _device(name):
     dev = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if dev.type == "cuda":  # TF32 convolutions and matmuls: ~3x faster, ample for training
+    if dev.type == "cuda":  # TF32 convolutions and matmuls (fp32 storage), as for training
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     return dev
 
