@@ -115,6 +115,13 @@ def in_split(out, split):
     return np.array([p in now for p in f.read_text().split("\n") if p])
 
 
+def current(out, split, faces):
+    """The cached faces of `split` that the split holds today (a cache built under an older
+    split definition may hold others)."""
+    keep = in_split(out, split)
+    return faces if keep is None or keep.all() else np.asarray(faces)[keep]
+
+
 def pack_faces(out, dst, quality=80):
     """out/faces_{train,val}.npy -> dst (.npz): each split as WebP bytes joined, with offsets.
     WebP at quality 80: 3.1 KB and 41.7 dB PSNR a face (200 training faces), far above what
@@ -124,10 +131,9 @@ def pack_faces(out, dst, quality=80):
 
     arrs = {}
     for split in ("train", "val"):
-        faces = np.load(Path(out) / f"faces_{split}.npy", mmap_mode="r")
-        keep = in_split(out, split)  # as `train` does: only what the split says today
+        faces = current(out, split, np.load(Path(out) / f"faces_{split}.npy", mmap_mode="r"))
         blobs = []
-        for f in (faces if keep is None else faces[keep]):
+        for f in faces:
             b = io.BytesIO()
             Image.fromarray(np.asarray(f)).save(b, "WEBP", quality=quality)
             blobs.append(np.frombuffer(b.getvalue(), np.uint8))
@@ -248,13 +254,10 @@ def train(cfg: TrainConfig, log=print):
         torch.set_num_threads(cfg.threads)
     faces = build_cache(out, "train", limit=cfg.limit or None, log=log)
     val = build_cache(out, "val", limit=cfg.val_size, log=log)
-    # a cache built under an older split definition: keep only what the split says now
-    keep = in_split(out, "train")
-    if keep is not None and not keep.all():
-        faces = np.asarray(faces)[keep]
-        log(f"{int((~keep).sum())} cached faces are no longer in the train split: skipped")
-    keep = in_split(out, "val")
-    val = np.asarray(val)[keep] if keep is not None else np.asarray(val)
+    n_cached = len(faces)
+    faces, val = current(out, "train", faces), np.asarray(current(out, "val", val))
+    if len(faces) < n_cached:
+        log(f"{n_cached - len(faces)} cached faces are no longer in the train split: skipped")
     log(f"training faces: {len(faces)}; validation faces: {len(val)}")
 
     torch.manual_seed(cfg.seed)

@@ -222,7 +222,7 @@ def train_vqvae(out="runs/vqvae", hours=1.0, steps=0, batch=16, seed=0, threads=
     from tqdm import tqdm
 
     from .projectors import VQVAEProjector
-    from .train_gen import _stop_on_signals, build_cache, in_split
+    from .train_gen import _stop_on_signals, build_cache, current, in_split
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -233,9 +233,7 @@ def train_vqvae(out="runs/vqvae", hours=1.0, steps=0, batch=16, seed=0, threads=
     # a cache built under an older split definition: keep only what the split says now
     keep = in_split(cache, "train")
     rows = np.arange(len(faces)) if keep is None else np.flatnonzero(keep)  # no copy of faces
-    keep = in_split(cache, "val")
-    val = np.asarray(val)[keep] if keep is not None else np.asarray(val)
-    val = val[:val_size]
+    val = np.asarray(current(cache, "val", val))[:val_size]
     n = len(rows)
     if n < batch:
         from .errors import LFError
