@@ -74,3 +74,10 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     store = json.loads((tmp_path / "work" / "results.json").read_text())
     assert store["codes/stylegan"]["identity"]["weights_sha256"] != "older"
     assert "table/stylegan/lr" in store and "table/pca/lr" in store
+
+    # a redone table row: the few-shot curve's all-groups point is that row, not a stale copy
+    store["table/cnn/meso4"]["roc_auc"] = 0.123
+    (tmp_path / "work" / "results.json").write_text(json.dumps(store))
+    run_bench(cfg)
+    res = json.loads((tmp_path / "out" / "results" / "tiny.json").read_text())
+    assert res["fewshot"]["cnn/meso4"][-1]["roc_auc"] == 0.123
