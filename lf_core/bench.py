@@ -342,7 +342,7 @@ def _best(rows, pred):
 
 def _take_groups(tr, n, seed):
     groups = np.unique(tr.groups)
-    if not n or n >= len(groups):
+    if n >= len(groups):
         return tr
     keep = np.random.default_rng(seed).permutation(groups)[:n]
     return tr.take(np.isin(tr.groups, keep))
