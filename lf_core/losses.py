@@ -29,11 +29,28 @@ def _gauss(size=11, sigma=1.5):
 _G = _gauss()
 
 
+def _band(n, like):
+    """(n, n - 10) matrix whose column j holds the 11 Gaussian taps at rows j .. j + 10:
+    x @ _band(W) filters the last axis of x (valid part only)."""
+    key = (n, like.dtype, like.device)
+    if key not in _BANDS:  # a few sizes (the MS-SSIM scales): built once
+        b = torch.zeros(n, n - 10, dtype=like.dtype, device=like.device)
+        j = torch.arange(n - 10, device=like.device)
+        for t in range(11):
+            b[j + t, j] = _G[t].to(like)
+        _BANDS[key] = b
+    return _BANDS[key]
+
+
+_BANDS = {}
+
+
 def _filter(x):
-    """Gaussian window mean of every channel. x: (N, K, H, W) -> (N, K, H - 10, W - 10)."""
-    k, g = x.shape[1], _G.to(x)
-    x = F.conv2d(x, g[None, None, None, :].expand(k, 1, 1, -1), groups=k)
-    return F.conv2d(x, g[None, None, :, None].expand(k, 1, -1, 1), groups=k)
+    """Gaussian window mean of every channel. x: (N, K, H, W) -> (N, K, H - 10, W - 10).
+    Two matmuls with banded matrices: the same sums as a separable depthwise convolution,
+    and about twice as fast on a CPU forward and backward (benchmarks/bench_core.py)."""
+    h, w = x.shape[-2:]
+    return _band(h, x).t() @ (x @ _band(w, x))  # (H', H) @ (N, K, H, W') -> (N, K, H', W')
 
 
 def _stats_b(b):
