@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / "benchmarks"
 CLASSIFIERS = ("rf", "lr", "mlp2", "mlp5")
 CNNS = ("meso4", "efficientnet_b0", "xception")
-SECTIONS = ("codes", "table", "recon", "channels", "fewshot")
+SECTIONS = ("codes", "table", "recon", "channels", "fewshot", "seeds")
 
 
 @dataclass
@@ -66,6 +66,8 @@ class BenchConfig:
     channel_classifiers: tuple = ("rf", "mlp5")
     channel_rf_trees: int = 300  # per-row forests (14 of them): fewer trees, stated
     fewshot_groups: tuple = (50, 100, 500, 0)  # 0: all training groups
+    seeds: int = 3  # fits of the best latent row (seed, seed + 1, ...) for its seed spread
+    bootstrap: int = 2000  # resamples of the test groups for the AUC intervals
     seed: int = 0
     redo: tuple = ()
 
@@ -391,6 +393,98 @@ def section_fewshot(cfg, store, codes, table):
     return out
 
 
+def _auc(y, p):
+    """ROC AUC by ranks (ties averaged); None with one class."""
+    from scipy.stats import rankdata
+
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if not n0 or not n1:
+        return None
+    return float((rankdata(p)[y == 1].sum() - n1 * (n1 + 1) / 2) / (n0 * n1))
+
+
+def _test_probs(row: dict, folder) -> dict:
+    """{path: (label, group, p_fake)} of a Table 1 row's saved detector on the test split."""
+    from .extract import load_codes
+
+    te = load_codes(folder).where("test", labelled=True)
+    if row["projector"] == "pixels (CNN)":
+        from .baselines import load_baseline
+
+        det = load_baseline(row["detector"])
+        p = np.concatenate([det.predict_proba(te.codes[i:i + 64])[:, 1]
+                            for i in range(0, len(te), 64)] or [np.zeros(0)])
+    else:
+        from .classify import load_classifier
+
+        p = load_classifier(row["detector"]).predict_proba(te.codes)[:, 1]
+    return {k: (int(y), str(g), float(q)) for k, y, g, q in zip(te.paths, te.labels, te.groups, p)}
+
+
+def section_compare(cfg, codes, table):
+    """The best latent row (by validation) against the best CNN, beyond chance: test AUCs
+    with 95% intervals from a bootstrap over test groups (source videos, resampled with
+    replacement, both detectors on the same resample), and their paired difference. Not
+    cached: it reads the saved detectors of the table as it stands."""
+    best_lat = (_best(table, lambda k: _base(k.split("/")[0]) == "stylegan")
+                or _best(table, lambda k: not k.startswith("cnn/")))
+    best_cnn = _best(table, lambda k: k.startswith("cnn/"))
+    if not (best_lat and best_cnn and cfg.bootstrap):
+        return {}
+    _log(f"bootstrap over test groups: {best_lat} vs {best_cnn}")
+    a = _test_probs(table[best_lat], codes[best_lat.split("/")[0]]["folder"])
+    b = _test_probs(table[best_cnn], codes["crops"]["folder"])
+    paths = sorted(set(a) & set(b))  # faces that aligned in both extractions
+    y = np.array([a[k][0] for k in paths])
+    g = np.array([a[k][1] for k in paths])
+    pa, pb = np.array([a[k][2] for k in paths]), np.array([b[k][2] for k in paths])
+    _, gi = np.unique(g, return_inverse=True)
+    members = [np.flatnonzero(gi == i) for i in range(gi.max() + 1)]
+    rng = np.random.default_rng(cfg.seed)
+    stats = []
+    for _ in range(cfg.bootstrap):
+        idx = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        u, v = _auc(y[idx], pa[idx]), _auc(y[idx], pb[idx])
+        if u is not None and v is not None:
+            stats.append((u, v, u - v))
+    s = np.array(stats)  # (B, 3): latent, CNN, latent - CNN
+
+    def ci(col):
+        return [round(float(x), 4) for x in np.percentile(s[:, col], [2.5, 97.5])]
+    d = s[:, 2]
+    return {"latent": best_lat, "cnn": best_cnn, "n": len(paths), "groups": len(members),
+            "resamples": len(s), "auc_latent": _auc(y, pa), "auc_latent_ci": ci(0),
+            "auc_cnn": _auc(y, pb), "auc_cnn_ci": ci(1), "diff": _auc(y, pa) - _auc(y, pb),
+            "diff_ci": ci(2), "p_latent_not_better": float((d <= 0).mean())}
+
+
+def section_seeds(cfg, store, codes, table):
+    """Test AUC of the best latent row refitted with other seeds (the table's fit is seed
+    cfg.seed): how much of a difference between rows is the luck of one fit."""
+    best = (_best(table, lambda k: _base(k.split("/")[0]) == "stylegan")
+            or _best(table, lambda k: not k.startswith("cnn/")))
+    if not best or cfg.seeds < 2:
+        return {}
+    from .extract import load_codes
+
+    proj, clf = best.split("/")
+    c = load_codes(codes[proj]["folder"])
+    tr, te = c.where("train", labelled=True), c.where("test", labelled=True)
+    params = _rf_params(cfg, cfg.rf_trees) if clf == "rf" else None
+    keys = ("accuracy", "balanced_accuracy", "roc_auc")
+    pts = [{"seed": cfg.seed, **{k: table[best][k] for k in keys}}]
+    for seed in range(cfg.seed + 1, cfg.seed + cfg.seeds):
+        def run(seed=seed):
+            _log(f"seed spread: {best}, seed {seed}")
+            m = _fit_score(clf, tr, te, seed=seed, params=params)
+            return {"seed": seed, **{k: m[k] for k in keys}}
+        pts.append(store.get(f"seeds/{best}/{seed}", run))
+    auc = np.array([p["roc_auc"] for p in pts], float)
+    return {"row": best, "fits": pts, "auc_mean": float(auc.mean()),
+            "auc_sd": float(auc.std(ddof=1)), "auc_range": [float(auc.min()), float(auc.max())]}
+
+
 # --------------------------------------------------------------------------- run + report
 
 
@@ -409,6 +503,8 @@ def run_bench(cfg: BenchConfig) -> Path:
     recon = section_recon(cfg, store, work, codes)
     channels = section_channels(cfg, store, codes)
     fewshot = section_fewshot(cfg, store, codes, table)
+    seeds = section_seeds(cfg, store, codes, table)
+    compare = section_compare(cfg, codes, table)
     res = {"name": cfg.name, "manifest": str(cfg.manifest), "config": asdict(cfg),
            "command": "lf " + shlex.join(sys.argv[1:]) if sys.argv and "lf" in Path(sys.argv[0]).name
            else None,
@@ -416,7 +512,7 @@ def run_bench(cfg: BenchConfig) -> Path:
                        "cpu": platform.processor() or platform.machine()},
            "date": time.strftime("%Y-%m-%d"), "wall_s": round(time.perf_counter() - t0, 1),
            "codes": codes, "table": table, "recon": recon, "channels": channels,
-           "fewshot": fewshot}
+           "fewshot": fewshot, "seeds": seeds, "compare": compare}
     out_dir = Path(cfg.out_dir)
     (out_dir / "results").mkdir(parents=True, exist_ok=True)
     from .extract import atomic_write_json
@@ -584,7 +680,34 @@ def _section_md(res, out_dir: Path) -> list[str]:
                 L.append(f"| {row} | {p['groups']} | {p['n_train']} | {_f(p['accuracy'])} | "
                          f"{_f(p['roc_auc'])} |")
         L.append("")
+    L += _chance_md(res)
     return L
+
+
+def _chance_md(res) -> list[str]:
+    """The 'is it more than luck?' paragraph: seed spread and the group bootstrap."""
+    sd, cmp = res.get("seeds") or {}, res.get("compare") or {}
+    if not (sd or cmp):
+        return []
+    L = ["### Beyond chance?", ""]
+    if sd:
+        aucs = ", ".join(f"{p['roc_auc']:.3f}" for p in sd["fits"])
+        L.append(f"- Seed spread: {sd['row']} refitted with {len(sd['fits'])} seeds has test "
+                 f"AUC {aucs} (mean {sd['auc_mean']:.3f}, sd {sd['auc_sd']:.3f}). The CNN rows "
+                 "are one fit each: their seed spread is not measured (Xception takes ~50 "
+                 "min a fit on this CPU).")
+    if cmp:
+        lo, hi = cmp["diff_ci"]
+        L.append(f"- Bootstrap over the {cmp['groups']} test groups ({cmp['resamples']} "
+                 f"resamples, {cmp['n']} faces scored by both): {cmp['latent']} AUC "
+                 f"{cmp['auc_latent']:.3f} [{cmp['auc_latent_ci'][0]:.3f}, "
+                 f"{cmp['auc_latent_ci'][1]:.3f}], {cmp['cnn']} {cmp['auc_cnn']:.3f} "
+                 f"[{cmp['auc_cnn_ci'][0]:.3f}, {cmp['auc_cnn_ci'][1]:.3f}]; difference "
+                 f"{cmp['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}] (95%), below zero in "
+                 f"{cmp['p_latent_not_better']:.1%} of the resamples. "
+                 + ("The interval excludes zero." if lo > 0 or hi < 0 else
+                    "The interval includes zero: on this test set the two are not told apart."))
+    return L + [""]
 
 
 def write_report(out_dir=BENCH_DIR) -> Path:

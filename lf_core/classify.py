@@ -523,6 +523,11 @@ class _MLP(LatentClassifier):
     pair is computed as BCEWithLogitsLoss (same maths, numerically stable). Hidden
     layers use He (Kaiming-normal) initialisation, zero biases: with torch's default init
     the deep MLP5 barely moves at this learning rate.
+
+    members > 1: that many nets, fitted with seeds seed, seed + 1, ... (each its own init,
+    held-out split and batch order), whose logits are averaged. One fit's test AUC moves
+    by about 0.01 from seed to seed (benchmarks/RESULTS.md, "Beyond chance?"); the mean
+    of several is steadier. members = 1 is the paper's single net.
     """
 
     HIDDEN: ClassVar[tuple[int, ...]] = ()
@@ -537,8 +542,12 @@ class _MLP(LatentClassifier):
         max_epochs: int = 60,
         patience: int = 3,
         val_fraction: float = 0.1,
+        members: int = 1,
     ):
         super().__init__(channels, seed)
+        self.members = int(members)
+        if self.members < 1:
+            raise ClassifierInputError(f"members must be >= 1, got {members}")
         self.lr = float(lr)
         self.momentum = float(momentum)
         self.batch_size = int(batch_size)
@@ -552,7 +561,13 @@ class _MLP(LatentClassifier):
         super()._reset()
         self.net_: torch.nn.Sequential | None = None
 
-    def _build(self, d: int) -> torch.nn.Sequential:
+    def _build(self, d: int) -> torch.nn.Module:
+        """The net for d inputs: one MLP, or the mean of `members` of them."""
+        if self.members > 1:
+            return _MeanLogit([self._build_one(d) for _ in range(self.members)])
+        return self._build_one(d)
+
+    def _build_one(self, d: int) -> torch.nn.Sequential:
         layers: list[torch.nn.Module] = []
         for h in self.HIDDEN:
             layer = torch.nn.Linear(d, h)
@@ -564,13 +579,23 @@ class _MLP(LatentClassifier):
         return torch.nn.Sequential(*layers)
 
     def _fit(self, Z, y, groups):
-        rng = np.random.default_rng(self.seed)
-        train, val = _holdout_split(y, groups, self.val_fraction, rng)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            net = self._build(Z.shape[1])
         Zt = torch.from_numpy(Z)  # (N, D) shares memory
         yt = torch.from_numpy(y.astype(np.float32))
+        fits = [self._fit_one(Zt, yt, y, groups, self.seed + i) for i in range(self.members)]
+        if self.members == 1:
+            self.net_, info = fits[0]
+            return info
+        self.net_ = _MeanLogit([net for net, _ in fits]).eval()
+        infos = [info for _, info in fits]
+        return {"members": infos, "epochs": sum(i["epochs"] for i in infos),
+                "n_val": infos[0]["n_val"]}
+
+    def _fit_one(self, Zt, yt, y, groups, seed):
+        rng = np.random.default_rng(seed)
+        train, val = _holdout_split(y, groups, self.val_fraction, rng)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = self._build_one(Zt.shape[1])
         Zv, yv = Zt[val], yt[val]
         loss_fn = torch.nn.BCEWithLogitsLoss()
         opt = torch.optim.SGD(net.parameters(), lr=self.lr, momentum=self.momentum)
@@ -586,8 +611,7 @@ class _MLP(LatentClassifier):
 
         info = fit_early_stopping(net, epoch, lambda: _eval_loss(net, Zv, yv, loss_fn),
                                   self.max_epochs, self.patience, has_val=len(val) > 0)
-        self.net_ = net
-        return {**info, "n_val": int(len(val))}
+        return net, {**info, "n_val": int(len(val))}
 
     @torch.no_grad()
     def _predict_fake(self, Z):
@@ -604,6 +628,17 @@ class _MLP(LatentClassifier):
         net.load_state_dict(state, strict=True)  # RuntimeError on missing/extra/misshapen weights
         net.eval()
         self.net_ = net
+
+
+class _MeanLogit(torch.nn.Module):
+    """Several nets (N, D) -> (N, 1) as one: the mean of their logits."""
+
+    def __init__(self, nets):
+        super().__init__()
+        self.members = torch.nn.ModuleList(nets)
+
+    def forward(self, x):
+        return torch.stack([m(x) for m in self.members]).mean(0)
 
 
 class MLP2(_MLP):

@@ -147,6 +147,10 @@ def cmd_train(a):
               if v is not None}
     if params and a.classifier != "rf":
         raise SystemExit(_usage_error("--trees and --max-features are for --classifier rf"))
+    if a.members is not None:
+        if a.classifier not in ("mlp2", "mlp5"):
+            raise SystemExit(_usage_error("--members is for --classifier mlp2 or mlp5"))
+        params["members"] = a.members
     clf = train_detector(a.codes, a.classifier, a.output, split=a.split, channels=a.channels,
                          seed=a.seed, params=params or None)
     m = clf.metrics
@@ -195,8 +199,8 @@ def cmd_bench(a):
         recon_steps=a.recon_steps, recon_steps_faces=a.recon_steps_faces,
         channel_rf_trees=a.channel_rf_trees,
         channel_classifiers=_names(a.channel_classifiers),
-        fewshot_groups=tuple(int(g) for g in _names(a.fewshot)), seed=a.seed,
-        redo=_names(a.redo or ""))
+        fewshot_groups=tuple(int(g) for g in _names(a.fewshot)), seeds=a.seeds,
+        bootstrap=a.bootstrap, seed=a.seed, redo=_names(a.redo or ""))
     print(run_bench(cfg))
     return 0
 
@@ -306,6 +310,8 @@ def parser():
     s.add_argument("--max-features", type=_max_features, metavar="{sqrt/2,sqrt,log2,N}",
                    help="features tried per forest split (default sqrt/2: half of sklearn's "
                    "sqrt, twice as fast; see README, classifier training time)")
+    s.add_argument("--members", type=int, help="MLPs: average this many nets, fitted with "
+                   "seeds SEED, SEED+1, ... (default 1, the paper's single net)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("-o", "--output", required=True, help="detector .safetensors")
     s.set_defaults(fn=cmd_train)
@@ -354,7 +360,11 @@ def parser():
     s.add_argument("--channel-classifiers", default="rf,mlp5",
                    help="classifiers of the per-row accuracy ('' for none)")
     s.add_argument("--fewshot", default="50,100,500,0", help="training groups; 0 = all")
-    s.add_argument("--redo", help="sections to recompute: codes,table,recon,channels,fewshot")
+    s.add_argument("--seeds", type=int, default=3,
+                   help="fits of the best latent row for its seed spread (1: none)")
+    s.add_argument("--bootstrap", type=int, default=2000,
+                   help="resamples of the test groups: AUC intervals, latent vs CNN (0: none)")
+    s.add_argument("--redo", help="sections to recompute: codes,table,recon,channels,fewshot,seeds")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, default=0)
     s.set_defaults(fn=cmd_bench)

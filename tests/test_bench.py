@@ -60,6 +60,16 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     mid, rest = np.mean(auc[8:12]), np.mean(auc[:8] + auc[12:])
     assert f"the other rows: LR {mid:.3f} vs {rest:.3f}" in text  # the paper's rows 8-11
     assert (tmp_path / "out" / "figures" / "tiny_channels.png").stat().st_size > 1000
+    # beyond chance: the best latent row over 3 seeds (seed 0 is Table 1's fit) and a
+    # paired bootstrap over test groups against the CNN
+    sd, cmp = res["seeds"], res["compare"]
+    assert [p["seed"] for p in sd["fits"]] == [0, 1, 2] and sd["row"].startswith("stylegan")
+    assert sd["fits"][0]["roc_auc"] == res["table"][sd["row"]]["roc_auc"]
+    assert (cmp["latent"], cmp["cnn"]) == (sd["row"], "cnn/meso4") and cmp["resamples"] > 1000
+    assert cmp["auc_latent"] == pytest.approx(res["table"][cmp["latent"]]["roc_auc"], abs=1e-9)
+    lo, hi = cmp["diff_ci"]
+    assert lo <= hi and cmp["diff"] == pytest.approx(cmp["auc_latent"] - cmp["auc_cnn"])
+    assert "### Beyond chance?" in text and f"{cmp['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]" in text
 
     # a rerun is served from WORK/results.json: nothing is recomputed
     before = (tmp_path / "work" / "results.json").stat().st_mtime_ns

@@ -92,6 +92,32 @@ def test_same_seed_same_predictions(data):
     np.testing.assert_array_equal(*rf)
 
 
+def test_members_average_the_seeds_nets(data, tmp_path):
+    """members=3: the mean logit of the nets that seeds 3, 4, 5 fit alone; saved and loaded
+    as one file; explain's gradient path sees the same function."""
+    import torch
+
+    from lf_core.explain import torch_forward
+
+    (X, y), (Xt, yt) = data
+    kw = dict(channels=9, max_epochs=2)
+    ens = MLP2(seed=3, members=3, **kw).fit(X, y)
+    alone = [MLP2(seed=s, **kw).fit(X, y) for s in (3, 4, 5)]
+    logit = lambda m: np.log(m.predict_proba(Xt)[:, 1] / m.predict_proba(Xt)[:, 0])  # noqa: E731
+    expect = 1 / (1 + np.exp(-np.mean([logit(m) for m in alone], 0)))
+    np.testing.assert_allclose(ens.predict_proba(Xt)[:, 1], expect, rtol=1e-5)
+    assert (ens.predict(Xt) == yt).mean() > 0.8
+    assert [i["epochs"] for i in ens.train_info_["members"]] == [m.train_info_["epochs"] for m in alone]
+    again = load_classifier(ens.save(tmp_path / "ens.safetensors"))
+    assert again.members == 3
+    np.testing.assert_array_equal(again.predict_proba(Xt), ens.predict_proba(Xt))
+    f = torch_forward(again)
+    np.testing.assert_allclose(f(torch.from_numpy(Xt)).detach().numpy(),
+                               again.predict_proba(Xt)[:, 1], rtol=1e-5)
+    with pytest.raises(ClassifierInputError, match="members"):
+        MLP2(members=0)
+
+
 def test_channels_select_rows(data):
     (X, y), (Xt, yt) = data
     on_signal = LogReg(channels=SIGNAL[0]).fit(X, y)

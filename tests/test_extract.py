@@ -159,7 +159,12 @@ def test_cli_train_evaluate_vqvae(codes_dir, manifest, tmp_path, capsys):
                      "--max-features", "5", "-o", str(det)]) == 0
     rf = load_classifier(det)
     assert (rf.n_trees, rf.max_features) == (7, 5)
-    for bad in (["--classifier", "lr", "--trees", "7"], ["--classifier", "rf", "--max-features", "0"]):
+    # several MLPs averaged (seeds 0, 1)
+    assert cli.main(["train", str(codes_dir), "--classifier", "mlp2", "--members", "2",
+                     "-o", str(det)]) == 0
+    assert load_classifier(det).members == 2
+    for bad in (["--classifier", "lr", "--trees", "7"], ["--classifier", "rf", "--max-features", "0"],
+                ["--classifier", "rf", "--members", "2"]):
         with pytest.raises(SystemExit):
             cli.main(["train", str(codes_dir), *bad, "-o", str(det)])
 
