@@ -342,6 +342,13 @@ def _best(rows, pred):
     return max(cand, key=key)[0]
 
 
+def _best_latent(table):
+    """The method's latent row (encoder-only or k-step StyleGAN codes) that validates best,
+    else the best other projector's."""
+    return (_best(table, lambda k: _base(k.split("/")[0]) == "stylegan")
+            or _best(table, lambda k: not k.startswith("cnn/")))
+
+
 def _take_groups(tr, n, seed):
     groups = np.unique(tr.groups)
     if n >= len(groups):
@@ -356,9 +363,7 @@ def section_fewshot(cfg, store, codes, table):
     from .extract import load_codes
 
     out = {}
-    # the method's latent (encoder-only or k-step StyleGAN codes), else the best projector
-    best_lat = (_best(table, lambda k: _base(k.split("/")[0]) == "stylegan")
-                or _best(table, lambda k: not k.startswith("cnn/")))
+    best_lat = _best_latent(table)
     best_cnn = _best(table, lambda k: k.startswith("cnn/"))
     for row in [r for r in (best_lat, best_cnn) if r]:
         proj, clf = row.split("/")
@@ -393,17 +398,6 @@ def section_fewshot(cfg, store, codes, table):
     return out
 
 
-def _auc(y, p):
-    """ROC AUC by ranks (ties averaged); None with one class."""
-    from scipy.stats import rankdata
-
-    n1 = int(y.sum())
-    n0 = len(y) - n1
-    if not n0 or not n1:
-        return None
-    return float((rankdata(p)[y == 1].sum() - n1 * (n1 + 1) / 2) / (n0 * n1))
-
-
 def _test_probs(row: dict, folder) -> dict:
     """{path: (label, group, p_fake)} of a Table 1 row's saved detector on the test split."""
     from .extract import load_codes
@@ -427,8 +421,11 @@ def section_compare(cfg, codes, table):
     with 95% intervals from a bootstrap over test groups (source videos, resampled with
     replacement, both detectors on the same resample), and their paired difference. Not
     cached: it reads the saved detectors of the table as it stands."""
-    best_lat = (_best(table, lambda k: _base(k.split("/")[0]) == "stylegan")
-                or _best(table, lambda k: not k.startswith("cnn/")))
+    from sklearn.metrics import roc_auc_score
+
+    from .evaluate import bootstrap_auc, ci95
+
+    best_lat = _best_latent(table)
     best_cnn = _best(table, lambda k: k.startswith("cnn/"))
     if not (best_lat and best_cnn and cfg.bootstrap):
         return {}
@@ -439,31 +436,21 @@ def section_compare(cfg, codes, table):
     y = np.array([a[k][0] for k in paths])
     g = np.array([a[k][1] for k in paths])
     pa, pb = np.array([a[k][2] for k in paths]), np.array([b[k][2] for k in paths])
-    _, gi = np.unique(g, return_inverse=True)
-    members = [np.flatnonzero(gi == i) for i in range(gi.max() + 1)]
-    rng = np.random.default_rng(cfg.seed)
-    stats = []
-    for _ in range(cfg.bootstrap):
-        idx = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
-        u, v = _auc(y[idx], pa[idx]), _auc(y[idx], pb[idx])
-        if u is not None and v is not None:
-            stats.append((u, v, u - v))
-    s = np.array(stats)  # (B, 3): latent, CNN, latent - CNN
-
-    def ci(col):
-        return [round(float(x), 4) for x in np.percentile(s[:, col], [2.5, 97.5])]
-    d = s[:, 2]
-    return {"latent": best_lat, "cnn": best_cnn, "n": len(paths), "groups": len(members),
-            "resamples": len(s), "auc_latent": _auc(y, pa), "auc_latent_ci": ci(0),
-            "auc_cnn": _auc(y, pb), "auc_cnn_ci": ci(1), "diff": _auc(y, pa) - _auc(y, pb),
-            "diff_ci": ci(2), "p_latent_not_better": float((d <= 0).mean())}
+    s = bootstrap_auc(y, [pa, pb], g, cfg.bootstrap, cfg.seed)  # (B, 2): latent, CNN
+    if not len(s):  # every resample had one class only (a tiny test split)
+        return {}
+    d = s[:, 0] - s[:, 1]
+    auc_a, auc_b = roc_auc_score(y, pa), roc_auc_score(y, pb)
+    return {"latent": best_lat, "cnn": best_cnn, "n": len(paths), "groups": len(np.unique(g)),
+            "resamples": len(s), "auc_latent": auc_a, "auc_latent_ci": ci95(s[:, 0]),
+            "auc_cnn": auc_b, "auc_cnn_ci": ci95(s[:, 1]), "diff": auc_a - auc_b,
+            "diff_ci": ci95(d), "p_latent_not_better": float((d <= 0).mean())}
 
 
 def section_seeds(cfg, store, codes, table):
     """Test AUC of the best latent row refitted with other seeds (the table's fit is seed
     cfg.seed): how much of a difference between rows is the luck of one fit."""
-    best = (_best(table, lambda k: _base(k.split("/")[0]) == "stylegan")
-            or _best(table, lambda k: not k.startswith("cnn/")))
+    best = _best_latent(table)
     if not best or cfg.seeds < 2:
         return {}
     from .extract import load_codes

@@ -166,7 +166,8 @@ def cmd_evaluate(a):
     from .evaluate import evaluate_detector, report, write_predictions
 
     res = evaluate_detector(a.input, a.detector, split=a.split, prior_fake=a.prior, work=a.work,
-                            batch=a.batch, progress=not a.quiet and not a.json)
+                            batch=a.batch, progress=not a.quiet and not a.json,
+                            bootstrap=a.bootstrap)
     if a.predictions:
         write_predictions(res, a.predictions)
     if a.json:
@@ -327,6 +328,8 @@ def parser():
     s.add_argument("--batch", type=int, default=32)
     s.add_argument("--predictions", help="also write path,label,group,prob_fake,pred CSV here")
     s.add_argument("--json", action="store_true", help="everything as JSON, with predictions")
+    s.add_argument("--bootstrap", type=int, default=0, metavar="B",
+                   help="95%% interval of the AUC from B resamples of the source videos")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_evaluate)
 

@@ -104,6 +104,30 @@ def group_scores(labels, prob_fake, groups):
             np.array([p[keys[k]].mean() for k in names]), names)
 
 
+def bootstrap_auc(labels, probs, groups, resamples: int = 2000, seed: int = 0) -> np.ndarray:
+    """ROC AUC of each score vector in `probs` (K, N) on `resamples` resamples of whole
+    groups (source videos, drawn with replacement; all K vectors on the same resample, so
+    differences are paired): (B, K), B <= resamples (one-class resamples are skipped)."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(labels).astype(int)
+    P = np.atleast_2d(np.asarray(probs, np.float64))  # (K, N)
+    _, gi = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    members = [np.flatnonzero(gi == i) for i in range(gi.max() + 1)] if len(gi) else []
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(resamples if members else 0):
+        idx = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        if 0 < y[idx].sum() < len(idx):
+            out.append([roc_auc_score(y[idx], q[idx]) for q in P])
+    return np.array(out, np.float64).reshape(-1, len(P))
+
+
+def ci95(v) -> list[float] | None:
+    """2.5 and 97.5 percentiles of bootstrap values; None without any."""
+    return [float(x) for x in np.percentile(v, [2.5, 97.5])] if len(v) else None
+
+
 def metrics(labels, prob_fake, groups=None, paths=None, threshold: float = 0.5,
             predictions: bool = True) -> dict:
     """Accuracy, balanced accuracy, ROC AUC, EER, confusion matrix (+ group level when
@@ -270,14 +294,15 @@ def _projector_for(det_metrics: dict, model=None):
 
 def evaluate_detector(manifest_or_codes, detector, split: str = "test", prior_fake: float = 0.5,
                       work=None, batch: int = 32, progress: bool = False, model=None,
-                      predictions: bool = True, log=None) -> dict:
+                      predictions: bool = True, bootstrap: int = 0, log=None) -> dict:
     """Metrics of `detector` (a path or a LatentClassifier) on the `split` rows of a codes
     folder, or of a manifest (faces are then extracted with the detector's own projector
     into `work`, default a temporary folder; pass a folder to keep and resume it).
 
     Returns metrics() plus: detector, data, split, prior_fake, n_failed (faces that did not
-    align, not scored; listed in `failed`) and `predictions` (path, label, group,
-    prob_fake, pred)."""
+    align, not scored; listed in `failed`), `predictions` (path, label, group,
+    prob_fake, pred) and, with bootstrap = B > 0, roc_auc_ci95: the 95% interval of the
+    AUC over B resamples of the source videos (bootstrap_auc)."""
     from .classify import LatentClassifier, load_classifier
     from .extract import extract
 
@@ -323,6 +348,11 @@ def evaluate_detector(manifest_or_codes, detector, split: str = "test", prior_fa
         p = detector.predict_proba(ev.codes)[:, 1]
         t = prior_threshold(prior_fake, detector.train_fake_share_)
         res = metrics(ev.labels, p, ev.groups, ev.paths, threshold=t, predictions=predictions)
+        if bootstrap:
+            known = ev.labels >= 0
+            b = bootstrap_auc(ev.labels[known], p[known], ev.groups[known], bootstrap)
+            res["roc_auc_ci95"] = ci95(b[:, 0])
+            res["bootstrap"] = {"resamples": len(b), "unit": "group (source video)"}
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -339,6 +369,9 @@ def report(res: dict) -> str:
              f"prior_fake {res['prior_fake']}, threshold {res['threshold']:.3f})",
              f"faces:  {_summary(res)}  ({res['n_real']} real, {res['n_fake']} fake; "
              f"{res['n_failed']} did not align)",
+             *([f"        AUC 95% interval [{res['roc_auc_ci95'][0]:.3f}, "
+                f"{res['roc_auc_ci95'][1]:.3f}] ({res['bootstrap']['resamples']} resamples "
+                "of the source videos)"] if res.get("roc_auc_ci95") else []),
              f"        confusion [real->real {c['tn']}, real->fake {c['fp']}; "
              f"fake->real {c['fn']}, fake->fake {c['tp']}]"]
     if res.get("group"):
@@ -367,5 +400,6 @@ def to_json(res: dict) -> str:
     return json.dumps(res, indent=1)
 
 
-__all__ = ["METRIC_KEYS", "eer", "evaluate_detector", "group_scores", "metrics", "parse_channels",
+__all__ = ["METRIC_KEYS", "bootstrap_auc", "ci95", "eer", "evaluate_detector", "group_scores",
+           "metrics", "parse_channels",
            "prior_threshold", "report", "train_detector", "write_predictions"]

@@ -148,6 +148,9 @@ def test_cli_train_evaluate_vqvae(codes_dir, manifest, tmp_path, capsys):
     assert cli.main(["evaluate", str(codes_dir), "--detector", str(det), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(METRIC_KEYS) <= set(out) and out["predictions"]
+    assert "roc_auc_ci95" not in out  # only on request: it costs B AUCs
+    assert cli.main(["evaluate", str(codes_dir), "--detector", str(det), "--bootstrap", "300"]) == 0
+    assert "AUC 95% interval [" in capsys.readouterr().out
     assert cli.main(["extract", str(manifest), "--projector", "vqvae", "--projector-file",
                      str(tmp_path / "none.safetensors"), "-o", str(tmp_path / "v")]) == 5
     err = capsys.readouterr().err.strip()
@@ -167,6 +170,25 @@ def test_cli_train_evaluate_vqvae(codes_dir, manifest, tmp_path, capsys):
                 ["--classifier", "rf", "--members", "2"]):
         with pytest.raises(SystemExit):
             cli.main(["train", str(codes_dir), *bad, "-o", str(det)])
+
+
+def test_bootstrap_auc_resamples_whole_groups():
+    from sklearn.metrics import roc_auc_score
+
+    from lf_core.evaluate import bootstrap_auc, ci95
+
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(40), 2)  # a real face and its fake per source video
+    y = np.tile([0, 1], 40)
+    good, noise = y + rng.normal(0, 0.8, 80), rng.random(80)
+    b = bootstrap_auc(y, [good, noise], g, resamples=500, seed=1)
+    assert b.shape == (500, 2)  # every resample holds both classes: no resample skipped
+    np.testing.assert_array_equal(b, bootstrap_auc(y, [good, noise], g, resamples=500, seed=1))
+    lo, hi = ci95(b[:, 0])
+    assert lo < roc_auc_score(y, good) < hi and ci95(b[:, 0] - b[:, 1])[0] > 0
+    # one resample = whole groups: with one face per group of a single class, none is usable
+    assert bootstrap_auc([1, 1], [0.2, 0.9], ["a", "b"], resamples=50).shape == (0, 1)
+    assert ci95([]) is None
 
 
 def test_metrics_values():
