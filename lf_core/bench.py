@@ -400,20 +400,15 @@ def section_fewshot(cfg, store, codes, table):
 
 def _test_probs(row: dict, folder) -> dict:
     """{path: (label, group, p_fake)} of a Table 1 row's saved detector on the test split."""
-    from .extract import load_codes
+    from .baselines import evaluate_baseline
+    from .evaluate import evaluate_detector
 
-    te = load_codes(folder).where("test", labelled=True)
     if row["projector"] == "pixels (CNN)":
-        from .baselines import load_baseline
-
-        det = load_baseline(row["detector"])
-        p = np.concatenate([det.predict_proba(te.codes[i:i + 64])[:, 1]
-                            for i in range(0, len(te), 64)] or [np.zeros(0)])
+        m = evaluate_baseline(folder, row["detector"], split="test")
     else:
-        from .classify import load_classifier
-
-        p = load_classifier(row["detector"]).predict_proba(te.codes)[:, 1]
-    return {k: (int(y), str(g), float(q)) for k, y, g, q in zip(te.paths, te.labels, te.groups, p)}
+        m = evaluate_detector(folder, row["detector"], split="test", log=_log)
+    return {r["path"]: (r["label"], r["group"], r["prob_fake"]) for r in m["predictions"]
+            if r["label"] >= 0}
 
 
 def section_compare(cfg, codes, table):
