@@ -3,7 +3,8 @@
     python benchmarks/bench_core.py [--runs 7] [--threads 2] [--image PATH]
 
 Stages: decode (JPEG -> RGB), align (mediapipe + FFHQ warp), encode (encoder, 1 face),
-generate (G forward, 1 code), invert step (one Adam step: G forward + backward + the
+generate (G forward, 1 code), perceptual term (the inversion's perceptual loss alone,
+forward + backward: 1 - MS-SSIM, or LPIPS where its backbone is installed), invert step (one Adam step: G forward + backward + the
 perceptual term, the domain term on every 4th step; mean of 8), classify (the detector on one code),
 and the step per face of a batched inversion (invert.run_batch, as `lf extract --steps K` runs).
 """
@@ -24,6 +25,7 @@ from lf_core.align import align  # noqa: E402
 from lf_core.classify import LogReg  # noqa: E402
 from lf_core.data import data_dir  # noqa: E402
 from lf_core.io import load_image  # noqa: E402
+from lf_core.losses import perceptual  # noqa: E402
 from lf_core.model import load_model  # noqa: E402
 
 
@@ -61,11 +63,19 @@ def main():
     def encode_only():
         inv.encode(model, crop[None])
 
+    perc, x = perceptual(), inv.to_tensor(crop)  # x: (1, 3, 256, 256)
+    y0 = x.flip(-1)  # a stand-in for G(w): another image of the same size
+
+    def perceptual_term():  # the step's perceptual term alone, forward + backward
+        y = y0.clone().requires_grad_(True)
+        perc(y, x).sum().backward()
+
     rows = {
         "decode": timeit(lambda: load_image(a.image), a.runs),
         "align": timeit(lambda: align(img, max_faces=1), a.runs),
         "encode": timeit(encode_only, a.runs),
         "generate": timeit(lambda: inv.reconstruct(model, w), a.runs),
+        "perceptual term": timeit(perceptual_term, a.runs),
         # one inversion step = ((encode + k steps + final render) - (encode + final render)) / k
         "invert step": max(0.0, timeit(steps, a.runs) - timeit(
             lambda: [None for _ in inv.invert(model, crop, steps=0)], a.runs)) / k,

@@ -464,7 +464,7 @@ def section_seeds(cfg, store, codes, table):
         pts.append(store.get(f"seeds/{best}/{seed}", run))
     auc = np.array([p["roc_auc"] for p in pts], float)
     return {"row": best, "fits": pts, "auc_mean": float(auc.mean()),
-            "auc_sd": float(auc.std(ddof=1)), "auc_range": [float(auc.min()), float(auc.max())]}
+            "auc_sd": float(auc.std(ddof=1))}
 
 
 # --------------------------------------------------------------------------- run + report
