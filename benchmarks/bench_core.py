@@ -4,9 +4,10 @@
 
 Stages: decode (JPEG -> RGB), align (mediapipe + FFHQ warp), encode (encoder, 1 face),
 generate (G forward, 1 code), perceptual term (the inversion's perceptual loss alone,
-forward + backward: 1 - MS-SSIM, or LPIPS where its backbone is installed), invert step (one Adam step: G forward + backward + the
-perceptual term, the domain term on every 4th step; mean of 8), classify (the detector on one code),
-and the step per face of a batched inversion (invert.run_batch, as `lf extract --steps K` runs).
+forward + backward: 1 - MS-SSIM, or LPIPS where its backbone is installed), invert step
+(one Adam step: G forward + backward + the perceptual term, the domain term on every 4th
+step; mean of 8), classify (the detector on one code), and the step per face of a batched
+inversion (invert.run_batch, as `lf extract --steps K` runs).
 """
 
 import argparse

@@ -674,10 +674,12 @@ def _chance_md(res) -> list[str]:
     L = ["### Beyond chance?", ""]
     if sd:
         aucs = ", ".join(f"{p['roc_auc']:.3f}" for p in sd["fits"])
+        cnn = res["table"].get(cmp.get("cnn"), {})
+        took = (f" ({cmp['cnn']} took {cnn['train_s'] / 60:.0f} min to fit here)"
+                if cnn.get("train_s") else "")
         L.append(f"- Seed spread: {sd['row']} refitted with {len(sd['fits'])} seeds has test "
                  f"AUC {aucs} (mean {sd['auc_mean']:.3f}, sd {sd['auc_sd']:.3f}). The CNN rows "
-                 "are one fit each: their seed spread is not measured (Xception takes ~50 "
-                 "min a fit on this CPU).")
+                 f"are one fit each: their seed spread is not measured{took}.")
     if cmp:
         lo, hi = cmp["diff_ci"]
         L.append(f"- Bootstrap over the {cmp['groups']} test groups ({cmp['resamples']} "
