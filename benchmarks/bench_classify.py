@@ -32,6 +32,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lf_core.bench import machine_line  # noqa: E402
 from lf_core.classify import CLASSIFIERS, load_classifier  # noqa: E402
 from lf_core.cli import _max_features  # noqa: E402  (lf train's parser of the same option)
 
@@ -76,7 +77,7 @@ def main() -> None:
         Xt, yt = make_codes(args.n_test, args.seed + 1, args.shift)
     print(" ".join(sys.argv))
     print(f"train {X.shape} ({X.nbytes / 2**20:.0f} MiB), test {Xt.shape}, shift {args.shift}, "
-          f"torch threads {args.threads}, cpu_count {os.cpu_count()}, load avg {os.getloadavg()[0]:.1f}")
+          f"{machine_line()}")
 
     rows, total_fit, total_cpu = [], 0.0, 0.0
     with tempfile.TemporaryDirectory() as tmp:

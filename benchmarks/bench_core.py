@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lf_core import invert as inv  # noqa: E402
 from lf_core.align import align  # noqa: E402
+from lf_core.bench import machine_line  # noqa: E402
 from lf_core.classify import LogReg  # noqa: E402
 from lf_core.data import data_dir  # noqa: E402
 from lf_core.io import load_image  # noqa: E402
@@ -88,8 +89,8 @@ def main():
             lambda: inv.run_batch(model, crops, steps=k, chunk=a.batch), max(1, a.runs // 5))
             - timeit(lambda: inv.run_batch(model, crops, steps=0, chunk=a.batch),
                      max(1, a.runs // 5))) / k / a.batch
-    print(f"model: {model.name}; torch threads: {torch.get_num_threads()}; image: {a.image} "
-          f"{img.shape[1]}x{img.shape[0]}; median of {a.runs} runs")
+    print(f"model: {model.name}; image: {a.image} {img.shape[1]}x{img.shape[0]}; "
+          f"median of {a.runs} runs\n{machine_line()}")
     for k, v in rows.items():
         print(f"{k:>14}: {v:8.1f} ms")
 

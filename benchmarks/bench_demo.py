@@ -97,6 +97,7 @@ def main():
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     from gradio_client import Client
 
+    from lf_core.bench import machine, machine_line
     from lf_core.detect import DEFAULT_DETECTOR
 
     det = args.detector or (DEFAULT_DETECTOR if DEFAULT_DETECTOR.exists() else None)
@@ -155,11 +156,10 @@ def main():
     med["core_predict_image_s"] = statistics.median(core)
     print(f"same image, lf_core.predict_image only: median {med['core_predict_image_s']:.2f} s "
           "(no UI, no upload: the floor on this machine)")
-    print(f"({args.runs} runs; {os.cpu_count()} CPUs, load average {load[0]:.1f}; "
-          f"torch threads {torch.get_num_threads()})")
+    print(f"({args.runs} runs; load average before {load[0]:.1f}; {machine_line()})")
     if args.json:
         args.json.write_text(json.dumps({"steps": args.steps, "runs": runs, "median": med,
-                                         "cpus": os.cpu_count(), "loadavg": load[0],
+                                         "machine": machine(), "loadavg": load[0],
                                          "targets": {"verdict_s": TARGET_VERDICT_S,
                                                      "first_update_s": TARGET_FIRST_S}}, indent=1))
 

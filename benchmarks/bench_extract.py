@@ -27,6 +27,7 @@ def main():
                     default=Path(os.environ.get("LF_DATA", ROOT.parent / "shared" / "data")))
     a = ap.parse_args()
 
+    from lf_core.bench import machine_line
     from lf_core.data import read_manifest, split_of
     from lf_core.extract import extract, load_codes
     from lf_core.projectors import PCAProjector, StyleGANProjector
@@ -51,7 +52,7 @@ def main():
         c = load_codes(Path(tmp) / "codes")
     n = len(c) + len(c.failed)
     print(f"{a.projector}: {n} faces in {s:.1f} s = {n / s:.1f} faces/s end to end "
-          f"({len(c.failed)} did not align); {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+          f"({len(c.failed)} did not align)\n{machine_line()}")
 
 
 def extract_crops(items):

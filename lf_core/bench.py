@@ -43,6 +43,29 @@ CNNS = ("meso4", "efficientnet_b0", "xception")
 SECTIONS = ("codes", "table", "recon", "channels", "fewshot", "seeds")
 
 
+def machine() -> dict:
+    """What a timing was measured on: CPU model, the vector ISA torch's kernels use (AVX2 or
+    AVX512; `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2` emulates an AVX2 machine),
+    CPUs, torch threads and the 1-minute load average."""
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": model, "isa": torch.backends.cpu.get_cpu_capability(),
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "load": round(os.getloadavg()[0], 1)}
+
+
+def machine_line() -> str:
+    m = machine()
+    return (f"{m['cpu']} ({m['isa']}), {m['cpus']} CPUs, torch threads {m['torch_threads']}, "
+            f"load {m['load']}")
+
+
 @dataclass
 class BenchConfig:
     manifest: str
@@ -472,8 +495,6 @@ def section_seeds(cfg, store, codes, table):
 
 def run_bench(cfg: BenchConfig) -> Path:
     """Run every section (cached), write results/NAME.json, figures and RESULTS.md."""
-    import torch
-
     work = Path(cfg.work)
     work.mkdir(parents=True, exist_ok=True)
     if not Path(cfg.manifest).is_file():
@@ -490,8 +511,7 @@ def run_bench(cfg: BenchConfig) -> Path:
     res = {"name": cfg.name, "manifest": str(cfg.manifest), "config": asdict(cfg),
            "command": "lf " + shlex.join(sys.argv[1:]) if sys.argv and "lf" in Path(sys.argv[0]).name
            else None,
-           "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                       "cpu": platform.processor() or platform.machine()},
+           "machine": machine(),
            "date": time.strftime("%Y-%m-%d"), "wall_s": round(time.perf_counter() - t0, 1),
            "codes": codes, "table": table, "recon": recon, "channels": channels,
            "fewshot": fewshot, "seeds": seeds, "compare": compare}
@@ -590,12 +610,16 @@ def _rows_8_11(ch: dict) -> str:
             + "; ".join(out) + ".")
 
 
+def _cpu(m) -> str:  # results written before machine() had the model and ISA: nothing
+    return f"{m['cpu']} ({m['isa']}), " if "isa" in m else ""
+
+
 def _section_md(res, out_dir: Path) -> list[str]:
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     figs = _figures(res, fig_dir)
     L = [f"## {res['name']}", "",
-         f"Manifest `{res['manifest']}`; {res['date']}; {res['machine']['cpus']} CPUs, "
+         f"Manifest `{res['manifest']}`; {res['date']}; {_cpu(res['machine'])}{res['machine']['cpus']} CPUs, "
          f"{res['machine']['torch_threads']} torch threads; whole run {res['wall_s']:.0f} s "
          "(cached sections count 0). Times come from the run that computed each row: rows "
          "computed beside other jobs (e.g. a generator training) show slower times.", ""]

@@ -187,12 +187,18 @@ class LatentClassifier:
         p = self.predict_proba(X)[:, 1]
         return decide(p, prior_fake, self.train_fake_share_).astype(np.int64).reshape(-1)
 
-    def save(self, path, metrics: dict | None = None) -> Path:
-        """Write one .safetensors file (arrays + JSON header). Returns the path."""
+    def save(self, path, metrics: dict | None = None, half: bool = False) -> Path:
+        """Write one .safetensors file (arrays + JSON header). Returns the path.
+
+        half: store the weight matrices of an MLP as float16 (half the file; loaded back
+        as float32, probabilities move by ~1e-4). Other kinds are saved unchanged."""
         self._check_fitted()
         if metrics is not None:
             self.metrics = _jsonable(dict(metrics))
         arrays = {"mean": self.mean_, "std": self.std_, **self._arrays()}
+        half = half and any(self._halvable(k) for k in arrays)
+        if half:
+            arrays = {k: v.astype(np.float16) if self._halvable(k) else v for k, v in arrays.items()}
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -204,6 +210,7 @@ class LatentClassifier:
             "mean_shape": list(self.mean_.shape),
             "std_shape": list(self.std_.shape),
             "train_fake_share": self.train_fake_share_,
+            "float16_weights": half,
             "class_names": list(CLASS_NAMES),
             "train_info": _jsonable(self.train_info_),
             "metrics": self.metrics,
@@ -294,6 +301,9 @@ class LatentClassifier:
 
     def _arrays(self) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def _halvable(self, name: str) -> bool:  # arrays that save(half=True) may store as fp16
+        return False
 
     def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
@@ -622,9 +632,13 @@ class _MLP(LatentClassifier):
     def _arrays(self):
         return {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
 
+    def _halvable(self, name):
+        return name.startswith("net.") and name.endswith(".weight")
+
     def _set_arrays(self, arrays):
         net = self._build(self.n_features)
-        state = {k[4:]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("net.")}
+        state = {k[4:]: torch.from_numpy(v.astype(np.float32)) for k, v in arrays.items()
+                 if k.startswith("net.")}
         net.load_state_dict(state, strict=True)  # RuntimeError on missing/extra/misshapen weights
         net.eval()
         self.net_ = net

@@ -151,8 +151,10 @@ def cmd_train(a):
         if a.classifier not in ("mlp2", "mlp5"):
             raise SystemExit(_usage_error("--members is for --classifier mlp2 or mlp5"))
         params["members"] = a.members
+    if a.half and a.classifier not in ("mlp2", "mlp5"):
+        raise SystemExit(_usage_error("--half is for --classifier mlp2 or mlp5"))
     clf = train_detector(a.codes, a.classifier, a.output, split=a.split, channels=a.channels,
-                         seed=a.seed, params=params or None)
+                         seed=a.seed, params=params or None, half=a.half)
     m = clf.metrics
     val = m.get("val")
     extra = (f"; val acc {val['accuracy']:.3f}, AUC "
@@ -313,6 +315,8 @@ def parser():
                    "sqrt, twice as fast; see README, classifier training time)")
     s.add_argument("--members", type=int, help="MLPs: average this many nets, fitted with "
                    "seeds SEED, SEED+1, ... (default 1, the paper's single net)")
+    s.add_argument("--half", action="store_true", help="MLPs: store the weights as float16 "
+                   "(half the file; probabilities move by ~1e-4)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("-o", "--output", required=True, help="detector .safetensors")
     s.set_defaults(fn=cmd_train)

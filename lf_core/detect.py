@@ -204,7 +204,9 @@ def aggregate(frames, path, weights, detector, prior_fake, every, train_fake_sha
 def describe_detector(det):
     m = det.metrics or {}
     proj = m.get("projector", {})
-    return f"{type(det).__name__} on {proj.get('kind', 'stylegan')} codes" + (
+    k = getattr(det, "members", 1)  # an MLP ensemble: the mean of k nets' logits
+    name = type(det).__name__ + (f" (mean of {k} nets)" if k > 1 else "")
+    return f"{name} on {proj.get('kind', 'stylegan')} codes" + (
         f" ({proj.get('steps', 0)} steps)" if proj else "")
 
 

@@ -200,12 +200,14 @@ def _latent_codes(codes):
 
 
 def train_detector(codes_path, kind: str, out, split: str = "train", channels=None,
-                   seed: int = 0, params: dict | None = None, validate: bool = True, log=None):
+                   seed: int = 0, params: dict | None = None, validate: bool = True, log=None,
+                   half: bool = False):
     """Fit a `kind` classifier (rf, lr, mlp2, mlp5) on the `split` rows of a codes folder,
     with source-video groups (the MLPs hold out whole groups for early stopping). Saved
     at `out` with metrics: projector (kind, steps, weights...), projector_file, data
     (codes folder, manifest, sha256), split, n_train, n_real, n_fake, n_groups, and, when
-    training on 'train', the figures on the 'val' split. Returns the classifier."""
+    training on 'train', the figures on the 'val' split. half: an MLP's weights as float16
+    (`LatentClassifier.save`). Returns the classifier."""
     from .classify import CLASSIFIERS
 
     log = log or (lambda m: print(m, file=sys.stderr))
@@ -245,7 +247,7 @@ def train_detector(codes_path, kind: str, out, split: str = "train", channels=No
             log(f"val split: {_summary(v)}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    clf.save(out, metrics=m)
+    clf.save(out, metrics=m, half=half)
     return clf
 
 

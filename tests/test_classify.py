@@ -114,6 +114,11 @@ def test_members_average_the_seeds_nets(data, tmp_path):
     f = torch_forward(again)
     np.testing.assert_allclose(f(torch.from_numpy(Xt)).detach().numpy(),
                                again.predict_proba(Xt)[:, 1], rtol=1e-5)
+    # half=True: float16 weight matrices, half the file, the same probabilities to ~1e-3
+    full, half = tmp_path / "ens.safetensors", ens.save(tmp_path / "half.safetensors", half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    small = load_classifier(half)
+    np.testing.assert_allclose(small.predict_proba(Xt), ens.predict_proba(Xt), atol=1e-3)
     with pytest.raises(ClassifierInputError, match="members"):
         MLP2(members=0)
 

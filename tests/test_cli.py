@@ -101,3 +101,10 @@ def test_subprocess_exit_code_and_help(tmp_path, detector_path):
     r = subprocess.run([sys.executable, "-m", "lf_core.cli", "--help"], capture_output=True,
                        text=True, timeout=120)
     assert "exit codes" in r.stdout
+
+
+@pytest.mark.parametrize("flag", [["--members", "3"], ["--half"]])
+def test_mlp_only_train_options_refused_for_forest(tmp_path, capsys, flag):
+    with pytest.raises(SystemExit) as e:
+        main(["train", str(tmp_path / "no-codes"), "--classifier", "rf", *flag, "-o", str(tmp_path / "d")])
+    assert e.value.code == 2 and "mlp2 or mlp5" in capsys.readouterr().err
