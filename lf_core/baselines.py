@@ -345,7 +345,7 @@ def _crops(path, split):
     c = load_codes(path)
     if c.projector.get("kind") != "crops":
         raise LFError(f"{path} holds {c.projector.get('name')} codes; the CNN baselines need "
-                      "aligned crops: extract with the crops projector (CropProjector)")
+                      "aligned crops: lf extract MANIFEST --projector crops -o CROPS")
     return c, c.where(split, labelled=True)
 
 
@@ -369,10 +369,12 @@ def train_baseline(crops_path, arch: str, out, split: str = "train", log=None, *
     return det
 
 
-def evaluate_baseline(crops_path, detector, split: str = "test", prior_fake: float = 0.5) -> dict:
-    """lf_core.evaluate.metrics of a baseline on the `split` rows of a crops folder."""
+def evaluate_baseline(crops_path, detector, split: str = "test", prior_fake: float = 0.5,
+                      bootstrap: int = 0) -> dict:
+    """lf_core.evaluate.metrics of a baseline on the `split` rows of a crops folder (with
+    bootstrap = B > 0, the AUC's 95% interval over B resamples of the source videos)."""
     from .data import split_of
-    from .evaluate import metrics, prior_threshold
+    from .evaluate import add_auc_interval, metrics, prior_threshold
 
     det = detector if isinstance(detector, CNNDetector) else load_baseline(detector)
     codes, ev = _crops(crops_path, split)
@@ -386,6 +388,7 @@ def evaluate_baseline(crops_path, detector, split: str = "test", prior_fake: flo
     p = det.predict_proba(ev.codes)[:, 1]
     res = metrics(ev.labels, p, ev.groups, ev.paths,
                   threshold=prior_threshold(prior_fake, det.train_fake_share_))
+    add_auc_interval(res, ev.labels, p, ev.groups, bootstrap)
     failed = [r for r in codes.failed if split in (None, "all") or split_of(r["group"]) == split]
     return {"detector": det.arch, "classifier": det.arch, "projector": codes.projector.get("name"),
             "data": str(crops_path), "split": split, "prior_fake": prior_fake,

@@ -16,6 +16,9 @@ where it stopped; --redo SECTION recomputes one):
   fewshot    test accuracy against the number of training groups (50, 100, 500, all) for
              the best StyleGAN-latent classifier (the method; any projector's when no
              StyleGAN row ran) and the best CNN, each picked on the validation split.
+  seeds      the best latent row (--seeds) and the best CNN (--cnn-seeds) refitted with
+             other seeds: how much of a difference between rows is one fit's luck.
+  compare    (not cached) paired bootstrap over test groups, best latent row vs best CNN.
 
 Each run writes benchmarks/results/NAME.json and its figures; RESULTS.md is rebuilt from
 all the JSON files there, so the DFDC and ffhq_stylegan tables sit side by side.
@@ -90,6 +93,7 @@ class BenchConfig:
     channel_rf_trees: int = 300  # per-row forests (14 of them): fewer trees, stated
     fewshot_groups: tuple = (50, 100, 500, 0)  # 0: all training groups
     seeds: int = 3  # fits of the best latent row (seed, seed + 1, ...) for its seed spread
+    cnn_seeds: int = 3  # the same for the best CNN (each fit costs a CNN training)
     bootstrap: int = 2000  # resamples of the test groups for the AUC intervals
     seed: int = 0
     redo: tuple = ()
@@ -382,43 +386,56 @@ def _take_groups(tr, n, seed):
 
 def section_fewshot(cfg, store, codes, table):
     """Test accuracy against the number of training groups, best latent row and best CNN."""
-    from .baselines import CNNDetector
-    from .extract import load_codes
-
     out = {}
     best_lat = _best_latent(table)
     best_cnn = _best(table, lambda k: k.startswith("cnn/"))
     for row in [r for r in (best_lat, best_cnn) if r]:
-        proj, clf = row.split("/")
-        folder = codes["crops" if proj == "cnn" else proj]["folder"]
-        c = load_codes(folder)
-        tr, te = c.where("train", labelled=True), c.where("test", labelled=True)
+        tr, te = _train_test(codes, row)
         pts = []
         for n in cfg.fewshot_groups:
             if n == 0:  # all groups: Table 1's row as it stands (not a cached copy, which
                 # a redone table row would leave stale), the same fit (data, seed, epochs)
-                keys = ("accuracy", "balanced_accuracy", "eer", "n", "n_train", "roc_auc")
                 pts.append({"groups": int(len(np.unique(tr.groups))),
-                            **{k: table[row][k] for k in keys}})
+                            **_point(table[row], ("eer", "n", "n_train"))})
                 continue
 
-            def run(n=n):
+            def run(n=n, row=row, tr=tr, te=te):
                 sub = _take_groups(tr, n, cfg.seed)
                 if len(np.unique(sub.labels)) < 2:
                     return None
-                if proj == "cnn":
-                    det = CNNDetector(clf, seed=cfg.seed, max_epochs=cfg.cnn_epochs,
-                                      arch_kw=cfg.cnn_kw.get(clf)).fit(sub.codes, sub.labels,
-                                                                      sub.groups)
-                    m = _test_metrics(det, te)
-                else:
-                    params = _rf_params(cfg, cfg.rf_trees) if clf == "rf" else None
-                    m = _fit_score(clf, sub, te, seed=cfg.seed, params=params)
-                return {"groups": int(len(np.unique(sub.groups))), "n_train": len(sub), **m}
+                return {"groups": int(len(np.unique(sub.groups))), "n_train": len(sub),
+                        **_refit(cfg, row, sub, te, cfg.seed)}
             pts.append(store.get(f"fewshot/{row}/{n}", run))
         if any(pts):
             out[row] = [p for p in pts if p]
     return out
+
+
+def _train_test(codes, row):
+    """The labelled train and test rows of a Table 1 row's codes (crops for a CNN row)."""
+    from .extract import load_codes
+
+    proj = row.split("/")[0]
+    c = load_codes(codes["crops" if proj == "cnn" else proj]["folder"])
+    return c.where("train", labelled=True), c.where("test", labelled=True)
+
+
+def _refit(cfg, row, tr, te, seed):
+    """Test metrics of a Table 1 row's classifier fitted again on `tr` with `seed`."""
+    proj, clf = row.split("/")
+    if proj == "cnn":
+        from .baselines import CNNDetector
+
+        det = CNNDetector(clf, seed=seed, max_epochs=cfg.cnn_epochs,
+                          arch_kw=cfg.cnn_kw.get(clf)).fit(tr.codes, tr.labels, tr.groups)
+        return _test_metrics(det, te)
+    params = _rf_params(cfg, cfg.rf_trees) if clf == "rf" else None
+    return _fit_score(clf, tr, te, seed=seed, params=params)
+
+
+def _point(row: dict, extra=()) -> dict:
+    """A Table 1 row's test figures, as a point of a curve or a seed's fit."""
+    return {k: row[k] for k in ("accuracy", "balanced_accuracy", "roc_auc", *extra)}
 
 
 def _test_probs(row: dict, folder) -> dict:
@@ -466,27 +483,29 @@ def section_compare(cfg, codes, table):
 
 
 def section_seeds(cfg, store, codes, table):
-    """Test AUC of the best latent row refitted with other seeds (the table's fit is seed
-    cfg.seed): how much of a difference between rows is the luck of one fit."""
-    best = _best_latent(table)
-    if not best or cfg.seeds < 2:
-        return {}
-    from .extract import load_codes
+    """Test AUC of the best latent row, and of the best CNN, refitted with other seeds
+    (the table's fit is seed cfg.seed): how much of a difference between rows is the luck
+    of one fit. {row, fits, auc_mean, auc_sd} of the latent row, the CNN's under "cnn"."""
+    out = {}
+    best_lat = _best_latent(table)
+    if best_lat and cfg.seeds >= 2:
+        out = _seed_spread(cfg, store, codes, table, best_lat, cfg.seeds)
+    best_cnn = _best(table, lambda k: k.startswith("cnn/"))
+    if best_cnn and cfg.cnn_seeds >= 2:
+        out["cnn"] = _seed_spread(cfg, store, codes, table, best_cnn, cfg.cnn_seeds)
+    return out
 
-    proj, clf = best.split("/")
-    c = load_codes(codes[proj]["folder"])
-    tr, te = c.where("train", labelled=True), c.where("test", labelled=True)
-    params = _rf_params(cfg, cfg.rf_trees) if clf == "rf" else None
-    keys = ("accuracy", "balanced_accuracy", "roc_auc")
-    pts = [{"seed": cfg.seed, **{k: table[best][k] for k in keys}}]
-    for seed in range(cfg.seed + 1, cfg.seed + cfg.seeds):
+
+def _seed_spread(cfg, store, codes, table, row, n):
+    tr, te = _train_test(codes, row)
+    pts = [{"seed": cfg.seed, **_point(table[row])}]
+    for seed in range(cfg.seed + 1, cfg.seed + n):
         def run(seed=seed):
-            _log(f"seed spread: {best}, seed {seed}")
-            m = _fit_score(clf, tr, te, seed=seed, params=params)
-            return {"seed": seed, **{k: m[k] for k in keys}}
-        pts.append(store.get(f"seeds/{best}/{seed}", run))
+            _log(f"seed spread: {row}, seed {seed}")
+            return {"seed": seed, **_point(_refit(cfg, row, tr, te, seed))}
+        pts.append(store.get(f"seeds/{row}/{seed}", run))
     auc = np.array([p["roc_auc"] for p in pts], float)
-    return {"row": best, "fits": pts, "auc_mean": float(auc.mean()),
+    return {"row": row, "fits": pts, "auc_mean": float(auc.mean()),
             "auc_sd": float(auc.std(ddof=1))}
 
 
@@ -690,20 +709,29 @@ def _section_md(res, out_dir: Path) -> list[str]:
     return L
 
 
+def _spread_md(d) -> str:
+    aucs = ", ".join(f"{p['roc_auc']:.3f}" for p in d["fits"])
+    return (f"{d['row']} refitted with {len(d['fits'])} seeds has test AUC {aucs} "
+            f"(mean {d['auc_mean']:.3f}, sd {d['auc_sd']:.3f})")
+
+
 def _chance_md(res) -> list[str]:
     """The 'is it more than luck?' paragraph: seed spread and the group bootstrap."""
     sd, cmp = res.get("seeds") or {}, res.get("compare") or {}
     if not (sd or cmp):
         return []
     L = ["### Beyond chance?", ""]
-    if sd:
-        aucs = ", ".join(f"{p['roc_auc']:.3f}" for p in sd["fits"])
+    lat, cnn_sd = {k: v for k, v in sd.items() if k != "cnn"}, sd.get("cnn")
+    if lat:
+        L.append(f"- Seed spread: {_spread_md(lat)}.")
+    if cnn_sd:
+        L.append(f"- Seed spread of the CNN: {_spread_md(cnn_sd)}.")
+    elif lat:
         cnn = res["table"].get(cmp.get("cnn"), {})
-        took = (f" ({cmp['cnn']} took {cnn['train_s'] / 60:.0f} min to fit here)"
+        took = (f"; {cmp['cnn']} took {cnn['train_s'] / 60:.0f} min to fit here"
                 if cnn.get("train_s") else "")
-        L.append(f"- Seed spread: {sd['row']} refitted with {len(sd['fits'])} seeds has test "
-                 f"AUC {aucs} (mean {sd['auc_mean']:.3f}, sd {sd['auc_sd']:.3f}). The CNN rows "
-                 f"are one fit each: their seed spread is not measured{took}.")
+        L.append("- The CNN rows are one fit each: their seed spread is not measured "
+                 f"(`--cnn-seeds`{took}).")
     if cmp:
         lo, hi = cmp["diff_ci"]
         L.append(f"- Bootstrap over the {cmp['groups']} test groups ({cmp['resamples']} "

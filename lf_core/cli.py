@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .bench import CNNS
+
 EXIT_CODES = """exit codes:
   0  success
   1  error (message on stderr)
@@ -110,8 +112,8 @@ def cmd_train_vqvae(a):
 def cmd_extract(a):
     from .errors import LFError
     from .extract import extract, load_codes
-    from .projectors import (PLANNED, PCAProjector, StyleGANProjector, VQVAEProjector,
-                             load_projector)
+    from .projectors import (PLANNED, CropProjector, PCAProjector, StyleGANProjector,
+                             VQVAEProjector, load_projector)
 
     if a.projector in PLANNED:
         raise LFError(PLANNED[a.projector])
@@ -125,6 +127,8 @@ def cmd_extract(a):
         proj = StyleGANProjector(load_model(a.weights), steps=a.steps)
     elif a.projector == "vqvae":
         proj = VQVAEProjector.from_file(a.projector_file)
+    elif a.projector == "crops":
+        proj = CropProjector(a.crop_size)
     elif a.pca:
         proj = load_projector(a.pca)
         if proj.kind != "pca":
@@ -143,6 +147,10 @@ def cmd_extract(a):
 def cmd_train(a):
     from .evaluate import train_detector
 
+    if a.classifier in CNNS:
+        return _train_cnn(a)
+    if a.epochs is not None:
+        raise SystemExit(_usage_error("--epochs is for the CNN baselines"))
     params = {k: v for k, v in (("n_trees", a.trees), ("max_features", a.max_features))
               if v is not None}
     if params and a.classifier != "rf":
@@ -164,12 +172,55 @@ def cmd_train(a):
     return 0
 
 
+def _train_cnn(a):
+    """lf train CROPS --classifier meso4|efficientnet_b0|xception: a CNN baseline from scratch."""
+    from .baselines import train_baseline
+
+    for flag, v in (("--channels", a.channels), ("--trees", a.trees),
+                    ("--max-features", a.max_features), ("--members", a.members),
+                    ("--half", a.half or None)):
+        if v is not None:
+            raise SystemExit(_usage_error(f"{flag} is for the latent classifiers, not {a.classifier}"))
+    kw = {"arch_kw": _xception_kw(a.xception)} if a.classifier == "xception" else {}
+    det = train_baseline(a.codes, a.classifier, a.output, split=a.split, seed=a.seed,
+                         max_epochs=a.epochs or 10, **kw)
+    m, info = det.metrics, det.train_info_
+    print(f"{a.output}\t{det!r} on {m['n_train']} crops ({m['n_real']} real, {m['n_fake']} fake, "
+          f"{m['split']} split); {info.get('epochs')} epochs, best held-out loss "
+          f"{info.get('best_val_loss', float('nan')):.4f}")
+    return 0
+
+
+def _xception_kw(text):
+    w, m = text.split(",")
+    return {"width": float(w), "middle": int(m)}
+
+
+def _is_cnn_file(path) -> bool:
+    """A CNN baseline file (lf train --classifier meso4|...) rather than a latent classifier."""
+    from safetensors import safe_open
+
+    from .baselines import _META_KEY
+
+    try:
+        with safe_open(str(path), framework="np") as f:
+            return _META_KEY in (f.metadata() or {})
+    except Exception:  # not a safetensors file: the latent loader names the problem
+        return False
+
+
 def cmd_evaluate(a):
     from .evaluate import evaluate_detector, report, write_predictions
 
-    res = evaluate_detector(a.input, a.detector, split=a.split, prior_fake=a.prior, work=a.work,
-                            batch=a.batch, progress=not a.quiet and not a.json,
-                            bootstrap=a.bootstrap)
+    if _is_cnn_file(a.detector):
+        from .baselines import evaluate_baseline
+
+        res = evaluate_baseline(a.input, a.detector, split=a.split, prior_fake=a.prior,
+                                bootstrap=a.bootstrap)
+    else:
+        res = evaluate_detector(a.input, a.detector, split=a.split, prior_fake=a.prior,
+                                work=a.work, batch=a.batch, progress=not a.quiet and not a.json,
+                                bootstrap=a.bootstrap)
     if a.predictions:
         write_predictions(res, a.predictions)
     if a.json:
@@ -191,18 +242,18 @@ def cmd_bench(a):
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    xw, xm = a.xception.split(",")
     cfg = BenchConfig(
         manifest=a.manifest, name=a.name, work=a.work or f"runs/bench/{a.name}",
         out_dir=a.out_dir, projectors=_names(a.projectors), vqvae_file=a.vqvae,
         weights=a.weights, prealigned=a.prealigned, classifiers=_names(a.classifiers),
         cnns=_names(a.cnns), cnn_epochs=a.cnn_epochs,
-        cnn_kw={"xception": {"width": float(xw), "middle": int(xm)}},
+        cnn_kw={"xception": _xception_kw(a.xception)},
         rf_trees=a.rf_trees, rf_max_features=a.rf_max_features, recon_faces=a.recon_faces,
         recon_steps=a.recon_steps, recon_steps_faces=a.recon_steps_faces,
         channel_rf_trees=a.channel_rf_trees,
         channel_classifiers=_names(a.channel_classifiers),
         fewshot_groups=tuple(int(g) for g in _names(a.fewshot)), seeds=a.seeds,
+        cnn_seeds=a.cnn_seeds,
         bootstrap=a.bootstrap, seed=a.seed, redo=_names(a.redo or ""))
     print(run_bench(cfg))
     return 0
@@ -280,15 +331,17 @@ def parser():
                        "project it into a code; writes the CODES folder (chunk files, "
                        "meta.json, failed.csv). Rerun the same command to resume.")
     s.add_argument("manifest")
-    s.add_argument("--projector", choices=["stylegan", "pca", "vqvae"], default="stylegan",
+    s.add_argument("--projector", choices=["stylegan", "pca", "vqvae", "crops"], default="stylegan",
                    help="stylegan: W+ (14, 512); pca: pixels' principal components, fitted on "
                    "the real train-split faces; vqvae: codebook indices (1280,) of a VQ-VAE-2 "
-                   "trained by lf train-vqvae")
+                   "trained by lf train-vqvae; crops: the aligned faces themselves, for the CNN "
+                   "baselines (lf train --classifier meso4|efficientnet_b0|xception)")
     s.add_argument("--steps", type=int, default=0, help="stylegan: inversion steps (0 = encoder only)")
     s.add_argument("--weights", help="stylegan: generator checkpoint (default: embedded model)")
     s.add_argument("--components", type=int, default=512, help="pca: number of components")
     s.add_argument("--pca-size", type=int, default=64, help="pca: crops downsampled to this size")
     s.add_argument("--pca", help="pca: a fitted projector .safetensors to use instead of fitting")
+    s.add_argument("--crop-size", type=int, default=256, help="crops: side in pixels (16-256)")
     s.add_argument("--fit-limit", type=int, default=5000, help="pca: fit on at most N faces")
     s.add_argument("--projector-file", help="vqvae: the trained projector (default "
                    "runs/vqvae/vqvae.safetensors, from lf train-vqvae)")
@@ -304,8 +357,10 @@ def parser():
     s.set_defaults(fn=cmd_extract)
 
     s = sub.add_parser("train", help="train a detector on extracted codes")
-    s.add_argument("codes", help="CODES folder from lf extract")
-    s.add_argument("--classifier", choices=["rf", "lr", "mlp2", "mlp5"], default="lr")
+    s.add_argument("codes", help="CODES folder from lf extract (a crops folder for the CNNs)")
+    s.add_argument("--classifier", choices=["rf", "lr", "mlp2", "mlp5", *CNNS], default="lr",
+                   help="a latent classifier, or a CNN baseline trained from scratch on the "
+                   "aligned crops of lf extract --projector crops")
     s.add_argument("--split", choices=["train", "val", "test", "all"], default="train",
                    help="train on the faces of this group split")
     s.add_argument("--channels", help="W+ rows to use, e.g. 8-11 or 0,3 (default: all)")
@@ -317,6 +372,10 @@ def parser():
                    "seeds SEED, SEED+1, ... (default 1, the paper's single net)")
     s.add_argument("--half", action="store_true", help="MLPs: store the weights as float16 "
                    "(half the file; probabilities move by ~1e-4)")
+    s.add_argument("--epochs", type=int, help="CNNs: at most this many epochs (default 10; "
+                   "early stopping on 10%% of the training groups)")
+    s.add_argument("--xception", default="0.5,4", help="CNNs: Xception width,middle blocks "
+                   "(default 0.5,4, lf bench's compact variant; 1,8: the full network)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("-o", "--output", required=True, help="detector .safetensors")
     s.set_defaults(fn=cmd_train)
@@ -369,6 +428,9 @@ def parser():
     s.add_argument("--fewshot", default="50,100,500,0", help="training groups; 0 = all")
     s.add_argument("--seeds", type=int, default=3,
                    help="fits of the best latent row for its seed spread (1: none)")
+    s.add_argument("--cnn-seeds", type=int, default=3,
+                   help="fits of the best CNN for its seed spread (1: none; each costs a "
+                   "CNN training)")
     s.add_argument("--bootstrap", type=int, default=2000,
                    help="resamples of the test groups: AUC intervals, latent vs CNN (0: none)")
     s.add_argument("--redo", help="sections to recompute: codes,table,recon,channels,fewshot,seeds")

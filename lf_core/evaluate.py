@@ -123,6 +123,18 @@ def bootstrap_auc(labels, probs, groups, resamples: int = 2000, seed: int = 0) -
     return np.array(out, np.float64).reshape(-1, len(P))
 
 
+def add_auc_interval(res: dict, labels, p, groups, resamples: int) -> dict:
+    """With resamples = B > 0: res["roc_auc_ci95"], the AUC's 95% interval over B resamples
+    of the source videos (bootstrap_auc), and res["bootstrap"]. Unlabelled rows are left out."""
+    if resamples:
+        known = np.asarray(labels) >= 0
+        b = bootstrap_auc(np.asarray(labels)[known], np.asarray(p)[known],
+                          np.asarray(groups)[known], resamples)
+        res["roc_auc_ci95"] = ci95(b[:, 0])
+        res["bootstrap"] = {"resamples": len(b), "unit": "group (source video)"}
+    return res
+
+
 def ci95(v) -> list[float] | None:
     """2.5 and 97.5 percentiles of bootstrap values; None without any."""
     return [float(x) for x in np.percentile(v, [2.5, 97.5])] if len(v) else None
@@ -195,8 +207,9 @@ def parse_channels(spec):
 
 def _latent_codes(codes):
     if codes.projector.get("kind") == "crops":
-        raise LFError("these are aligned crops (for the CNN baselines, lf_core.baselines), not "
-                      "latent codes; extract with --projector stylegan or pca")
+        raise LFError("these are aligned crops, not latent codes: they train the CNN baselines "
+                      "(lf train CROPS --classifier meso4|efficientnet_b0|xception); for a "
+                      "latent classifier extract with --projector stylegan, pca or vqvae")
 
 
 def train_detector(codes_path, kind: str, out, split: str = "train", channels=None,
@@ -350,11 +363,7 @@ def evaluate_detector(manifest_or_codes, detector, split: str = "test", prior_fa
         p = detector.predict_proba(ev.codes)[:, 1]
         t = prior_threshold(prior_fake, detector.train_fake_share_)
         res = metrics(ev.labels, p, ev.groups, ev.paths, threshold=t, predictions=predictions)
-        if bootstrap:
-            known = ev.labels >= 0
-            b = bootstrap_auc(ev.labels[known], p[known], ev.groups[known], bootstrap)
-            res["roc_auc_ci95"] = ci95(b[:, 0])
-            res["bootstrap"] = {"resamples": len(b), "unit": "group (source video)"}
+        add_auc_interval(res, ev.labels, p, ev.groups, bootstrap)
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -402,6 +411,6 @@ def to_json(res: dict) -> str:
     return json.dumps(res, indent=1)
 
 
-__all__ = ["METRIC_KEYS", "bootstrap_auc", "ci95", "eer", "evaluate_detector", "group_scores",
+__all__ = ["METRIC_KEYS", "add_auc_interval", "bootstrap_auc", "ci95", "eer", "evaluate_detector", "group_scores",
            "metrics", "parse_channels",
            "prior_threshold", "report", "train_detector", "write_predictions"]

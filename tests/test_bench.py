@@ -65,6 +65,10 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     sd, cmp = res["seeds"], res["compare"]
     assert [p["seed"] for p in sd["fits"]] == [0, 1, 2] and sd["row"].startswith("stylegan")
     assert sd["fits"][0]["roc_auc"] == res["table"][sd["row"]]["roc_auc"]
+    cs = sd["cnn"]  # the CNN's spread too: seeds 1 and 2 are new fits, not Table 1's
+    assert cs["row"] == "cnn/meso4" and [p["seed"] for p in cs["fits"]] == [0, 1, 2]
+    assert cs["fits"][0]["roc_auc"] == res["table"]["cnn/meso4"]["roc_auc"]
+    assert "Seed spread of the CNN: cnn/meso4 refitted with 3 seeds" in text
     assert (cmp["latent"], cmp["cnn"]) == (sd["row"], "cnn/meso4") and cmp["resamples"] > 1000
     assert cmp["auc_latent"] == pytest.approx(res["table"][cmp["latent"]]["roc_auc"], abs=1e-4)
     lo, hi = cmp["diff_ci"]

@@ -172,6 +172,31 @@ def test_cli_train_evaluate_vqvae(codes_dir, manifest, tmp_path, capsys):
             cli.main(["train", str(codes_dir), *bad, "-o", str(det)])
 
 
+def test_cli_cnn_baseline(manifest, tmp_path, capsys):
+    """lf extract --projector crops, lf train --classifier meso4, lf evaluate: the CNN
+    baselines outside lf bench, the same split and the same report."""
+    crops, det = tmp_path / "crops", tmp_path / "meso.safetensors"
+    assert cli.main(["extract", str(manifest), "--projector", "crops", "--crop-size", "64",
+                     "-q", "-o", str(crops)]) == 0
+    c = load_codes(crops)
+    assert c.codes.shape[1:] == (64, 64, 3) and c.codes.dtype == np.uint8 and len(c.failed) == 1
+    assert cli.main(["train", str(crops), "--classifier", "meso4", "--epochs", "1",
+                     "-o", str(det)]) == 0
+    assert "Meso4" in capsys.readouterr().out or det.is_file()
+    assert cli.main(["evaluate", str(crops), "--detector", str(det), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["classifier"] == "meso4" and out["n"] == len(c.where("test", labelled=True))
+    assert set(METRIC_KEYS) <= set(out) and len(out["predictions"]) == out["n"]
+    assert cli.main(["evaluate", str(crops), "--detector", str(det), "--bootstrap", "200"]) == 0
+    assert "AUC 95% interval [" in capsys.readouterr().out
+    # a latent classifier refuses crops and says what they are for
+    assert cli.main(["train", str(crops), "--classifier", "lr", "-o", str(tmp_path / "x")]) == 1
+    assert "--classifier meso4" in capsys.readouterr().err
+    for bad in (["--classifier", "meso4", "--members", "2"], ["--classifier", "lr", "--epochs", "2"]):
+        with pytest.raises(SystemExit):
+            cli.main(["train", str(crops), *bad, "-o", str(det)])
+
+
 def test_bootstrap_auc_resamples_whole_groups():
     from sklearn.metrics import roc_auc_score
 
