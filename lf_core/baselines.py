@@ -227,7 +227,10 @@ class CNNDetector:
     def __repr__(self):
         return f"CNNDetector({self.arch}, {self.input_size} px, {self.n_parameters / 1e6:.2f}M params)"
 
-    def fit(self, crops, y, groups=None, log=None) -> "CNNDetector":
+    def fit(self, crops, y, groups=None, log=None, progress: bool = False) -> "CNNDetector":
+        """progress: a tqdm bar per epoch on stderr (crops/s, ETA)."""
+        from tqdm import tqdm
+
         from .classify import _as_labels, _holdout_split, fit_early_stopping
 
         crops = _check_crops(crops)
@@ -243,9 +246,14 @@ class CNNDetector:
         yt = torch.from_numpy(y.astype(np.float32))
         t0 = time.perf_counter()
 
+        epochs = [0]
+
         def epoch():
             order = rng.permutation(train)
             total, seen = 0.0, 0
+            epochs[0] += 1
+            bar = tqdm(total=len(order), desc=f"{self.arch} epoch {epochs[0]}", unit="crop",
+                       disable=not progress, leave=False)
             for s in range(0, len(order), self.batch_size):
                 b = np.sort(order[s:s + self.batch_size])
                 if len(b) < 2:  # BatchNorm needs two samples
@@ -259,6 +267,8 @@ class CNNDetector:
                 loss.backward()
                 opt.step()
                 total, seen = total + loss.item() * len(b), seen + len(b)
+                bar.update(len(b))
+            bar.close()
             return total / max(seen, 1)
 
         def show(ep, train_loss, v):
@@ -349,16 +359,18 @@ def _crops(path, split):
     return c, c.where(split, labelled=True)
 
 
-def train_baseline(crops_path, arch: str, out, split: str = "train", log=None, **kw) -> CNNDetector:
+def train_baseline(crops_path, arch: str, out, split: str = "train", log=None,
+                   progress: bool = False, **kw) -> CNNDetector:
     """Train a baseline on the `split` rows of a crops folder (extract + CropProjector);
-    saved at `out` with metrics like lf_core.evaluate.train_detector's."""
+    saved at `out` with metrics like lf_core.evaluate.train_detector's. kw: CNNDetector's
+    parameters; progress: a bar per epoch."""
     log = log or (lambda m: print(m, file=sys.stderr))
     codes, tr = _crops(crops_path, split)
     if len(tr) == 0:
         raise LFError(f"{crops_path}: no labelled face in the {split} split")
     det = CNNDetector(arch, **kw)
     log(f"training {det!r} from scratch on {len(tr)} crops ({split} split)")
-    det.fit(tr.codes, tr.labels, tr.groups, log=log)
+    det.fit(tr.codes, tr.labels, tr.groups, log=log, progress=progress)
     m = {"projector": codes.projector, "baseline": arch, "pretrained": False,
          "data": {"codes": str(Path(crops_path).resolve()), "manifest": codes.meta.get("manifest"),
                   "manifest_sha256": codes.meta.get("manifest_sha256")},

@@ -183,7 +183,7 @@ def _train_cnn(a):
             raise SystemExit(_usage_error(f"{flag} is for the latent classifiers, not {a.classifier}"))
     kw = {"arch_kw": _xception_kw(a.xception)} if a.classifier == "xception" else {}
     det = train_baseline(a.codes, a.classifier, a.output, split=a.split, seed=a.seed,
-                         max_epochs=a.epochs or 10, **kw)
+                         max_epochs=a.epochs or 10, progress=True, **kw)
     m, info = det.metrics, det.train_info_
     print(f"{a.output}\t{det!r} on {m['n_train']} crops ({m['n_real']} real, {m['n_fake']} fake, "
           f"{m['split']} split); {info.get('epochs')} epochs, best held-out loss "
