@@ -45,7 +45,8 @@ def loss_curve(history: list[dict], perceptual_name: str, steps: int,
                            x=0.5, y=0.5, xref="paper", yref="paper", font=dict(color=GREY))
     _layout(fig, "Inversion loss", 280, legend=dict(orientation="h", y=-0.25, x=0))
     fig.update_xaxes(title_text="step", range=[0.5, max(steps, 1) + 0.5])
-    fig.update_yaxes(type="log", title_text="loss (log scale)", exponentformat="e")
+    fig.update_yaxes(type="log", title_text="loss (log scale)", exponentformat="e",
+                     dtick=1)  # one labelled tick per decade (no bare "2", "5" between them)
     return fig
 
 
