@@ -382,13 +382,25 @@ def train_baseline(crops_path, arch: str, out, split: str = "train", log=None,
 
 
 def evaluate_baseline(crops_path, detector, split: str = "test", prior_fake: float = 0.5,
-                      bootstrap: int = 0) -> dict:
-    """lf_core.evaluate.metrics of a baseline on the `split` rows of a crops folder (with
-    bootstrap = B > 0, the AUC's 95% interval over B resamples of the source videos)."""
+                      bootstrap: int = 0, work=None, progress: bool = False) -> dict:
+    """lf_core.evaluate.metrics of a baseline on the `split` rows of a crops folder, or of
+    a manifest (its `split` faces are aligned into `work`, default a temporary folder). With
+    bootstrap = B > 0, the AUC's 95% interval over B resamples of the source videos."""
+    import tempfile
+
     from .data import split_of
     from .evaluate import add_auc_interval, metrics, prior_threshold
+    from .extract import extract, is_codes_folder
+    from .projectors import CropProjector
 
     det = detector if isinstance(detector, CNNDetector) else load_baseline(detector)
+    if not is_codes_folder(crops_path) and Path(crops_path).is_file():  # a manifest
+        with tempfile.TemporaryDirectory(prefix="lf-eval-") as tmp:
+            folder = Path(work or Path(tmp) / "crops")
+            size = ((det.metrics or {}).get("projector") or {}).get("size", 256)
+            extract(crops_path, CropProjector(size), folder, split=split, progress=progress)
+            res = evaluate_baseline(folder, det, split, prior_fake, bootstrap)
+        return {**res, "data": str(crops_path)}
     codes, ev = _crops(crops_path, split)
     dm = det.metrics or {}
     if (dm.get("data") or {}).get("manifest_sha256") == codes.meta.get("manifest_sha256") \

@@ -216,7 +216,8 @@ def cmd_evaluate(a):
         from .baselines import evaluate_baseline
 
         res = evaluate_baseline(a.input, a.detector, split=a.split, prior_fake=a.prior,
-                                bootstrap=a.bootstrap)
+                                bootstrap=a.bootstrap, work=a.work,
+                                progress=not a.quiet and not a.json)
     else:
         res = evaluate_detector(a.input, a.detector, split=a.split, prior_fake=a.prior,
                                 work=a.work, batch=a.batch, progress=not a.quiet and not a.json,

@@ -189,6 +189,12 @@ def test_cli_cnn_baseline(manifest, tmp_path, capsys):
     assert set(METRIC_KEYS) <= set(out) and len(out["predictions"]) == out["n"]
     assert cli.main(["evaluate", str(crops), "--detector", str(det), "--bootstrap", "200"]) == 0
     assert "AUC 95% interval [" in capsys.readouterr().out
+    # from the manifest: its test faces are aligned into crops of the size it trained on
+    assert cli.main(["evaluate", str(manifest), "--detector", str(det), "--json", "-q"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["n"] == out["n"] and again["data"] == str(manifest)
+    np.testing.assert_allclose(sorted(p["prob_fake"] for p in again["predictions"]),
+                               sorted(p["prob_fake"] for p in out["predictions"]), atol=1e-5)
     # a latent classifier refuses crops and says what they are for
     assert cli.main(["train", str(crops), "--classifier", "lr", "-o", str(tmp_path / "x")]) == 1
     assert "--classifier meso4" in capsys.readouterr().err
