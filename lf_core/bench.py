@@ -638,8 +638,8 @@ def _section_md(res, out_dir: Path) -> list[str]:
     fig_dir.mkdir(exist_ok=True)
     figs = _figures(res, fig_dir)
     L = [f"## {res['name']}", "",
-         f"Manifest `{res['manifest']}`; {res['date']}; {_cpu(res['machine'])}{res['machine']['cpus']} CPUs, "
-         f"{res['machine']['torch_threads']} torch threads; whole run {res['wall_s']:.0f} s "
+         f"Manifest `{res['manifest']}`; {res['date']}; {_cpu(res['machine'])}"
+         f"{res['machine']['cpus']} CPUs, {res['machine']['torch_threads']} torch threads; whole run {res['wall_s']:.0f} s "
          "(cached sections count 0). Times come from the run that computed each row: rows "
          "computed beside other jobs (e.g. a generator training) show slower times.", ""]
     if res.get("command"):
