@@ -70,7 +70,7 @@ def channel_bars(att) -> go.Figure:
                            x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
                            font=dict(color=GREY))
     fig.update_yaxes(autorange="reversed", tickfont=dict(size=11))
-    fig.update_xaxes(title_text=f"contribution to {att.target} ({att.method.replace('_', ' ')})",
+    fig.update_xaxes(title_text=f"contribution to {att.target}<br>({att.method.replace('_', ' ')})",
                      zeroline=True, zerolinecolor="#adb5bd")
     return fig
 
