@@ -71,14 +71,16 @@ def main() -> None:
     keys = sorted({k for pair in pairs for k in pair})
     B = bootstrap_auc(y, [scores[k] for k in keys], g, args.bootstrap, args.seed)
     col = {k: i for i, k in enumerate(keys)}
+    def auc_ci(k):
+        lo, hi = ci95(B[:, col[k]])
+        return f"{names[k]} {roc_auc_score(y, scores[k]):.3f} [{lo:.3f}, {hi:.3f}]"
+
     for ka, kb in pairs:
-        da, db = roc_auc_score(y, scores[ka]), roc_auc_score(y, scores[kb])
         d = B[:, col[ka]] - B[:, col[kb]]
         lo, hi = ci95(d)
-        print(f"{names[ka]} {da:.3f} [{ci95(B[:, col[ka]])[0]:.3f}, {ci95(B[:, col[ka]])[1]:.3f}] "
-              f"vs {names[kb]} {db:.3f} [{ci95(B[:, col[kb]])[0]:.3f}, {ci95(B[:, col[kb]])[1]:.3f}]: "
-              f"difference {da - db:+.3f} [{lo:+.3f}, {hi:+.3f}] (95%, {len(B)} resamples), "
-              f"a not better in {(d <= 0).mean():.1%}")
+        diff = roc_auc_score(y, scores[ka]) - roc_auc_score(y, scores[kb])
+        print(f"{auc_ci(ka)} vs {auc_ci(kb)}: difference {diff:+.3f} [{lo:+.3f}, {hi:+.3f}] "
+              f"(95%, {len(B)} resamples), a not better in {(d <= 0).mean():.1%}")
 
 
 if __name__ == "__main__":
