@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench import CNNS
+from .bench import CNNS, BenchConfig
+
+MLPS = ("mlp2", "mlp5")  # the options --members and --half apply to
 
 EXIT_CODES = """exit codes:
   0  success
@@ -156,10 +158,10 @@ def cmd_train(a):
     if params and a.classifier != "rf":
         raise SystemExit(_usage_error("--trees and --max-features are for --classifier rf"))
     if a.members is not None:
-        if a.classifier not in ("mlp2", "mlp5"):
+        if a.classifier not in MLPS:
             raise SystemExit(_usage_error("--members is for --classifier mlp2 or mlp5"))
         params["members"] = a.members
-    if a.half and a.classifier not in ("mlp2", "mlp5"):
+    if a.half and a.classifier not in MLPS:
         raise SystemExit(_usage_error("--half is for --classifier mlp2 or mlp5"))
     clf = train_detector(a.codes, a.classifier, a.output, split=a.split, channels=a.channels,
                          seed=a.seed, params=params or None, half=a.half)
@@ -183,7 +185,7 @@ def _train_cnn(a):
             raise SystemExit(_usage_error(f"{flag} is for the latent classifiers, not {a.classifier}"))
     kw = {"arch_kw": _xception_kw(a.xception)} if a.classifier == "xception" else {}
     det = train_baseline(a.codes, a.classifier, a.output, split=a.split, seed=a.seed,
-                         max_epochs=a.epochs or 10, progress=True, **kw)
+                         max_epochs=a.epochs or BenchConfig.cnn_epochs, progress=True, **kw)
     m, info = det.metrics, det.train_info_
     print(f"{a.output}\t{det!r} on {m['n_train']} crops ({m['n_real']} real, {m['n_fake']} fake, "
           f"{m['split']} split); {info.get('epochs')} epochs, best held-out loss "

@@ -411,6 +411,6 @@ def to_json(res: dict) -> str:
     return json.dumps(res, indent=1)
 
 
-__all__ = ["METRIC_KEYS", "add_auc_interval", "bootstrap_auc", "ci95", "eer", "evaluate_detector", "group_scores",
-           "metrics", "parse_channels",
+__all__ = ["METRIC_KEYS", "add_auc_interval", "bootstrap_auc", "ci95", "eer", "evaluate_detector",
+           "group_scores", "metrics", "parse_channels",
            "prior_threshold", "report", "train_detector", "write_predictions"]
