@@ -387,6 +387,7 @@ def evaluate_baseline(crops_path, detector, split: str = "test", prior_fake: flo
     a manifest (its `split` faces are aligned into `work`, default a temporary folder). With
     bootstrap = B > 0, the AUC's 95% interval over B resamples of the source videos."""
     import tempfile
+    from contextlib import nullcontext
 
     from .data import split_of
     from .evaluate import add_auc_interval, metrics, prior_threshold
@@ -395,8 +396,8 @@ def evaluate_baseline(crops_path, detector, split: str = "test", prior_fake: flo
 
     det = detector if isinstance(detector, CNNDetector) else load_baseline(detector)
     if not is_codes_folder(crops_path) and Path(crops_path).is_file():  # a manifest
-        with tempfile.TemporaryDirectory(prefix="lf-eval-") as tmp:
-            folder = Path(work or Path(tmp) / "crops")
+        with nullcontext() if work else tempfile.TemporaryDirectory(prefix="lf-eval-") as tmp:
+            folder = Path(work) if work else Path(tmp) / "crops"
             size = ((det.metrics or {}).get("projector") or {}).get("size", 256)
             extract(crops_path, CropProjector(size), folder, split=split, progress=progress)
             res = evaluate_baseline(folder, det, split, prior_fake, bootstrap)

@@ -196,9 +196,12 @@ def section_codes(cfg, store, work):
                     prealigned=cfg.prealigned, overwrite=fresh)
             c = load_codes(folder)
             s = time.perf_counter() - t
+            # per face from the extraction's own clock: a folder completed earlier (a
+            # resume) takes no time here; a PCA's fit is training, not inference
+            work_s, faces = c.meta.get("work_s"), c.meta.get("work_faces")
             return {"folder": str(folder), "identity": ident, "n": len(c), "n_failed": len(c.failed),
-                    "seconds": round(s, 1), "s_per_face": s / max(1, len(c) + len(c.failed)),
-                    "name": c.projector.get("name")}
+                    "seconds": round(s, 1), "name": c.projector.get("name"),
+                    "s_per_face": work_s / faces if faces else s / max(1, len(c) + len(c.failed))}
         out[kind] = store.get(f"codes/{kind}", run)
     return out
 
@@ -245,6 +248,7 @@ def section_table(cfg, store, work, codes):
                         "n_train": det.metrics["n_train"], "train_s": round(fit_s, 2),
                         "infer_s_per_face": codes["crops"]["s_per_face"] + per,
                         "n_parameters": det.n_parameters, "epochs": det.train_info_.get("epochs"),
+                        "best_epoch": det.train_info_.get("best_epoch"),
                         "val_loss": det.train_info_.get("best_val_loss"), **_row_metrics(m)}
             rows[f"cnn/{arch}"] = store.get(f"table/cnn/{arch}", run)
     return rows
@@ -667,6 +671,13 @@ def _section_md(res, out_dir: Path) -> list[str]:
         if "xception" in cfg["cnns"]:
             note += (f" Xception args {cfg['cnn_kw'].get('xception')} (a compact variant for "
                      "the CPU).")
+        for r in _ordered(res["table"]):
+            if r.get("best_epoch") and r["best_epoch"] == r.get("epochs") == cfg["cnn_epochs"]:
+                note += (f" {r['classifier']}'s held-out loss was lowest at its last epoch "
+                         f"({r['epochs']}): it was still learning, more epochs may lift it.")
+            if r.get("fit_command"):
+                note += (f" The {r['classifier']} row's fit was made by `{r['fit_command']}` "
+                         "(the same recipe and seed) and cached into this run.")
     L += ["", note, ""]
     rec = {k: v for k, v in (res.get("recon") or {}).items() if not k.startswith("_")}
     if rec:

@@ -269,6 +269,9 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
         "projector_identity": _jsonable(projector.identity()),
         "n_items": len(rows), "complete": False, "created": (old or {}).get("created")
         or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        # end-to-end time (decode + align + project) summed over every run that extracted
+        # faces, and how many: the per-face cost stays known after a resume
+        "work_s": (old or {}).get("work_s", 0.0), "work_faces": (old or {}).get("work_faces", 0),
     }
     atomic_write_json(meta_path, meta)
 
@@ -295,6 +298,7 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
     def aligned(i):
         return ahead.submit(align_batch, rows[todo[i][0]:todo[i][1]], prealigned)
     nxt = aligned(0) if todo else None
+    t0, n_new = time.perf_counter(), 0
     try:
         for i, (start, stop) in enumerate(todo):
             crops, ok, failed = nxt.result()
@@ -315,11 +319,14 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
                 failed_index=np.array([r for r, _, _ in failed], np.int64),
                 failed_reason=np.array([r for _, _, r in failed], dtype=str))
             n_failed += len(failed)
+            n_new += stop - start
             bar.update(stop - start)
             bar.set_postfix(failed=n_failed, refresh=False)
     finally:
         ahead.shutdown(wait=True, cancel_futures=True)
         bar.close()
+        meta.update(work_s=round(meta["work_s"] + time.perf_counter() - t0, 2),
+                    work_faces=meta["work_faces"] + n_new)
         _finish(out, items, meta, rows, batch)
     return out
 

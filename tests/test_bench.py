@@ -56,6 +56,9 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     for heading in ("Table 1", "Reconstruction quality", "per W+ row", "Few-shot"):
         assert heading.lower() in text.lower()
     assert "LPIPS" in text  # either a column or the plain statement that it is not reported
+    # a CNN whose held-out loss was still falling at the epoch cap is said to be so
+    assert res["table"]["cnn/meso4"]["best_epoch"] == 1
+    assert "meso4's held-out loss was lowest at its last epoch (1)" in text
     auc = [r["roc_auc"] for r in res["channels"]["lr"]]
     mid, rest = np.mean(auc[8:12]), np.mean(auc[:8] + auc[12:])
     assert f"the other rows: LR {mid:.3f} vs {rest:.3f}" in text  # the paper's rows 8-11

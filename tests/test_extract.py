@@ -93,6 +93,8 @@ def test_codes_and_failures(codes_dir, manifest, model):
     assert np.isfinite(c.codes).all()
     # every row is either a code or a listed failure, never dropped silently
     assert len(c) + c.meta["n_failed"] == n_rows
+    # the three runs' clocks add up (what lf bench reports per face after a resume)
+    assert c.meta["work_faces"] == n_rows and c.meta["work_s"] > 0
     failed_paths = [r["path"] for r in c.failed]
     assert any(p.endswith("notes.txt") for p in failed_paths)
     assert all(r["reason"] for r in c.failed)
