@@ -24,17 +24,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.bench_compare import logit  # noqa: E402
 from lf_core.bench import machine_line  # noqa: E402
 from lf_core.classify import MLP2, load_classifier  # noqa: E402
 from lf_core.evaluate import bootstrap_auc, ci95  # noqa: E402
 from lf_core.extract import load_codes  # noqa: E402
 from lf_core.model import load_model  # noqa: E402
 from lf_core.projectors import make_projector  # noqa: E402
-
-
-def logit(p):
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
 
 
 def mirror_codes(work: Path, crops, batch=32) -> np.ndarray:
@@ -82,7 +78,7 @@ def main(argv=None):
     det = load_classifier(a.detector)
     pa, pb = det.predict_proba(sg.codes[te])[:, 1], det.predict_proba(mir[te])[:, 1]
     print(f"{te.sum()} test faces, {len(np.unique(sg.groups[te]))} videos")
-    base = report(Path(a.detector).name, pa, pb, y[te])
+    report(Path(a.detector).name, pa, pb, y[te])
     if not a.augment:
         return
     tr = (split == "train") & (y >= 0)
@@ -94,8 +90,8 @@ def main(argv=None):
           f"{time.perf_counter() - t:.0f} s")
     qa, qb = aug.predict_proba(sg.codes[te])[:, 1], aug.predict_proba(mir[te])[:, 1]
     tta = report("mirror-augmented", qa, qb, y[te])
-    s = bootstrap_auc(y[te], [logit(pa), base, logit(qa), tta], sg.groups[te], a.bootstrap)
-    for i, name in ((2, "augmented, faces only"), (3, "augmented, mean of both")):
+    s = bootstrap_auc(y[te], [logit(pa), logit(qa), tta], sg.groups[te], a.bootstrap)
+    for i, name in ((1, "augmented, faces only"), (2, "augmented, mean of both")):
         d = s[:, i] - s[:, 0]
         lo, hi = ci95(d)
         print(f"{name} vs {Path(a.detector).name} on the faces: {d.mean():+.3f} "
