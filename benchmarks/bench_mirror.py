@@ -2,6 +2,7 @@
 
     python benchmarks/bench_mirror.py runs/bench/dfdc_full            # the default detector
     python benchmarks/bench_mirror.py runs/bench/dfdc_full --augment  # + a mirror-trained one
+    python benchmarks/bench_mirror.py runs/bench/dfdc_full --photos 200 --also OLD.safetensors
 
 Reads an `lf bench` work folder (its codes-stylegan, encoder-only, and codes-crops, the
 aligned faces those codes were made from), encodes every face mirrored left-right (about
@@ -9,9 +10,14 @@ aligned faces those codes were made from), encodes every face mirrored left-righ
 ROC AUC on the faces, on their mirrors, and on the mean of the two logits (test-time
 augmentation), with how often the verdict (p_fake >= 0.5) differs between a face and its
 mirror. A mirrored face is the same face: a sound detector should not change its mind.
---augment also fits the detector's recipe (MLP-2, --members nets) on the train faces
+A detector made with `lf extract --mirror` scores the mean of both views, so its verdict
+is the same for a face and its mirror by construction; the single views show what each
+alone would say. --augment also fits the detector's recipe (MLP-2, --members nets) on the train faces
 plus their mirrors and reports the same figures, with paired bootstrap intervals (over
-test videos) against the given detector.
+test videos) against the given detector. --photos N runs the whole pipeline (lf predict,
+encoder only) on the first N test photos of the manifest and on the photos mirrored: the
+mirrored photo is detected and aligned again, so even a two-view detector can move a
+little there; --also DET does the same for a second detector.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_compare import logit  # noqa: E402
 from lf_core.bench import machine_line  # noqa: E402
 from lf_core.classify import MLP2, load_classifier  # noqa: E402
+from lf_core.detect import two_views  # noqa: E402
 from lf_core.evaluate import bootstrap_auc, ci95  # noqa: E402
 from lf_core.extract import load_codes  # noqa: E402
 from lf_core.model import load_model  # noqa: E402
@@ -59,6 +66,33 @@ def report(name, pa, pb, y):
     return tta
 
 
+def photos(codes, n, detectors):
+    """lf predict on n test photos and on the same photos mirrored, per detector."""
+    from lf_core.detect import load_detector, predict_image
+    from lf_core.errors import NoFaceError
+    from lf_core.io import load_image
+
+    te = codes.where("test", labelled=True)
+    model, ps, lost = load_model(), {d: [] for d in detectors}, 0
+    for path in te.paths[:n]:
+        img = load_image(path)
+        try:  # every detector on both views, or the photo is left out
+            row = {d: [predict_image(x, model=model, detector=load_detector(d), max_faces=1)
+                       .faces[0].prob_fake for x in (img, np.ascontiguousarray(img[:, ::-1]))]
+                   for d in detectors}
+        except NoFaceError:  # the mirrored photo did not align
+            lost += 1
+            continue
+        for d, pair in row.items():
+            ps[d].append(pair)
+    print(f"{lost} of {min(n, len(te))} photos left out: a view did not align")
+    for d, v in ps.items():
+        v = np.array(v)
+        print(f"{Path(d).name}, {len(v)} photos and their mirrors end to end: verdict differs "
+              f"for {((v[:, 0] >= 0.5) != (v[:, 1] >= 0.5)).mean():.1%} (mean |p - p_mirror| "
+              f"{np.abs(v[:, 0] - v[:, 1]).mean():.3f})")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("work", type=Path, help="an lf bench work folder (runs/bench/NAME)")
@@ -67,11 +101,15 @@ def main(argv=None):
                     help="also fit MLP-2s on the train faces and their mirrors")
     ap.add_argument("--members", type=int, default=3)
     ap.add_argument("--bootstrap", type=int, default=2000)
+    ap.add_argument("--photos", type=int, default=0, help="end to end on N test photos")
+    ap.add_argument("--also", help="--photos: a second detector to compare")
     a = ap.parse_args(argv)
     print(machine_line())
     sg, cr = load_codes(a.work / "codes-stylegan"), load_codes(a.work / "codes-crops")
     if sg.projector.get("steps", 0) or not (sg.paths == cr.paths).all():
         sys.exit("needs encoder-only stylegan codes and crops of the same faces (lf bench)")
+    if a.photos:
+        photos(sg, a.photos, [a.detector] + ([a.also] if a.also else []))
     mir = mirror_codes(a.work, cr.codes)
     split, y = sg.splits, sg.labels
     te = (split == "test") & (y >= 0)
@@ -79,6 +117,9 @@ def main(argv=None):
     pa, pb = det.predict_proba(sg.codes[te])[:, 1], det.predict_proba(mir[te])[:, 1]
     print(f"{te.sum()} test faces, {len(np.unique(sg.groups[te]))} videos")
     report(Path(a.detector).name, pa, pb, y[te])
+    if two_views(det):
+        print("  it was trained on both views (lf extract --mirror) and scores their mean: "
+              "a face and its mirror get the same verdict")
     if not a.augment:
         return
     tr = (split == "train") & (y >= 0)

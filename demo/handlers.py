@@ -17,7 +17,8 @@ import numpy as np
 
 from lf_core import invert as inv
 from lf_core.align import align
-from lf_core.detect import VIDEO_RULE, aggregate, classify, describe_detector, score_frames
+from lf_core.detect import (VIDEO_RULE, aggregate, classify, classify_face, describe_detector,
+                            score_frames)
 from lf_core.errors import BadInputError, LFError
 from lf_core.explain import GROUPS, channel_labels, explain, mix
 from lf_core.io import is_video, load_image, video_info
@@ -158,7 +159,7 @@ def detect(image, steps, prior, settings, request: gr.Request):
         yield tuple(out)
         return
 
-    v = on_lane(classify, r.w, det, prior)
+    v = on_lane(classify_face, r.w, face.crop, model, det, prior)
     res.update(p_fake=v.prob_fake, train_fake_share=float(det.train_fake_share_),
                notes=_mismatch_note(det, r.steps))
     state.update(res)

@@ -139,9 +139,10 @@ def cmd_extract(a):
         proj = PCAProjector(n_components=a.components, size=a.pca_size)
     out = extract(a.manifest, proj, a.output, batch=a.batch, limit=a.limit, split=a.split,
                   prealigned=a.prealigned, fit_limit=a.fit_limit, overwrite=a.overwrite,
-                  progress=not a.quiet)
+                  mirror=a.mirror, progress=not a.quiet)
     c = load_codes(out, partial=True)
-    print(f"{out}\t{len(c)} codes {tuple(c.codes.shape[1:])} of {c.meta['n_items']} faces "
+    print(f"{out}\t{len(c)} codes {tuple(c.codes.shape[1:])}"
+          f"{' (+ their mirror images)' if c.mirror is not None else ''} of {c.meta['n_items']} faces "
           f"({c.meta['n_failed']} did not align: {out / 'failed.csv'}); {c.projector['name']}")
     return 0
 
@@ -169,7 +170,8 @@ def cmd_train(a):
     val = m.get("val")
     extra = (f"; val acc {val['accuracy']:.3f}, AUC "
              + ("n/a" if val["roc_auc"] is None else f"{val['roc_auc']:.3f}")) if val else ""
-    print(f"{a.output}\t{type(clf).__name__} on {m['n_train']} faces ({m['n_real']} real, "
+    print(f"{a.output}\t{type(clf).__name__} on {m['n_train']} faces"
+          f"{' and their mirrors' if m.get('mirror') else ''} ({m['n_real']} real, "
           f"{m['n_fake']} fake, {m['split']} split) of {m['projector'].get('name')}{extra}")
     return 0
 
@@ -355,6 +357,9 @@ def parser():
     s.add_argument("--prealigned", action="store_true",
                    help="images are FFHQ-aligned already: resize to 256 px, no face detection")
     s.add_argument("--overwrite", action="store_true", help="discard codes already in CODES")
+    s.add_argument("--mirror", action="store_true", help="also the codes of every face flipped "
+                   "left-right: lf train then fits on both views, and the detector averages "
+                   "a face and its mirror (twice the projection time)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.add_argument("-o", "--output", required=True, help="CODES folder")
     s.set_defaults(fn=cmd_extract)

@@ -18,6 +18,7 @@ import numpy as np
 from . import invert as inv
 from .align import align
 from .classify import decide, likelihood_ratio, load_classifier
+from .evaluate import mean_logit
 from .errors import LFError, NoFaceError, WeightsError
 from .io import load_image, read_video, video_info
 from .model import WEIGHTS_DIR, load_model
@@ -122,20 +123,41 @@ def as_detector(detector):
     return detector
 
 
-def classify(w, detector=None, prior_fake=0.5) -> Verdict:
-    """W+ code (1, 14, 512) -> Verdict under the prior rule."""
+def two_views(det) -> bool:
+    """Trained on each face and its mirror image (lf extract --mirror, then lf train)."""
+    return bool((det.metrics or {}).get("mirror"))
+
+
+def mirror_code(model, crop):
+    """Encoder-only W+ code (1, 14, 512) of an aligned crop flipped left-right."""
+    return inv.encode(model, np.ascontiguousarray(np.asarray(crop)[:, ::-1])[None])
+
+
+def classify(w, detector=None, prior_fake=0.5, w_mirror=None) -> Verdict:
+    """W+ code (1, 14, 512) -> Verdict under the prior rule. w_mirror: the code of the
+    face's mirror image; a detector trained on both views then scores the mean of the two
+    logits (a face and its mirror get the same verdict); without it, the face alone."""
     det = as_detector(detector)
-    p = float(det.predict_proba(np.asarray(w, np.float32).reshape(1, 14, 512))[0, 1])
+    ws = [w] + ([w_mirror] if w_mirror is not None and two_views(det) else [])
+    x = np.concatenate([np.asarray(v, np.float32).reshape(1, 14, 512) for v in ws])
+    p = float(mean_logit(*det.predict_proba(x)[:, 1]))
     share = det.train_fake_share_
     return Verdict(p, float(likelihood_ratio(p, share)), prior_fake,
                    bool(decide(p, prior_fake, share)))
+
+
+def classify_face(w, crop, model, detector=None, prior_fake=0.5) -> Verdict:
+    """classify() of a face's code, with its mirror's (encoder-only) when the detector was
+    trained on both views."""
+    det = as_detector(detector)
+    return classify(w, det, prior_fake, mirror_code(model, crop) if two_views(det) else None)
 
 
 def score_face(face, model, detector, steps=0, prior_fake=0.5, **invert_kw) -> FaceResult:
     """One aligned Face -> FaceResult (inversion with `steps` steps, then the detector)."""
     r = inv.run(model, face.crop, steps=steps, **invert_kw)
     t = time.perf_counter()
-    v = classify(r.w, detector, prior_fake)
+    v = classify_face(r.w, face.crop, model, detector, prior_fake)
     return FaceResult(tuple(face.box), float(face.score), v.prob_fake, v.label,
                       v.likelihood_ratio, r.steps, r.psnr,
                       {"encode": r.encode_s, "invert": r.optimize_s,
@@ -205,10 +227,12 @@ def describe_detector(det):
     m = det.metrics or {}
     proj = m.get("projector", {})
     k = getattr(det, "members", 1)  # an MLP ensemble: the mean of k nets' logits
-    name = type(det).__name__ + (f" (mean of {k} nets)" if k > 1 else "")
+    name = type(det).__name__ + (f" (mean of {k} nets)" if k > 1 else "") + (
+        ", each face and its mirror" if two_views(det) else "")
     return f"{name} on {proj.get('kind', 'stylegan')} codes" + (
         f" ({proj.get('steps', 0)} steps)" if proj else "")
 
 
-__all__ = ["Verdict", "FaceResult", "ImageResult", "VideoResult", "classify", "predict_image",
+__all__ = ["Verdict", "FaceResult", "ImageResult", "VideoResult", "classify", "classify_face",
+           "mirror_code", "predict_image",
            "predict_video", "load_detector", "LFError"]

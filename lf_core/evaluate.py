@@ -238,9 +238,15 @@ def train_detector(codes_path, kind: str, out, split: str = "train", channels=No
     if channels is not None and tr.codes.ndim != 3:
         raise LFError(f"--channels needs W+ codes (N, 14, 512); these are {tr.codes.shape[1:]}")
     clf = CLASSIFIERS[kind](channels=channels, seed=seed, **(params or {}))
-    log(f"training {type(clf).__name__} on {len(tr)} faces ({split or 'all'} split, "
-        f"{len(np.unique(tr.groups))} groups) of {codes.projector.get('name')}")
-    clf.fit(tr.codes, tr.labels, groups=tr.groups)
+    mirror = tr.mirror is not None  # lf extract --mirror: each face and its mirror image
+    log(f"training {type(clf).__name__} on {len(tr)} faces{' and their mirrors' * mirror} "
+        f"({split or 'all'} split, {len(np.unique(tr.groups))} groups) of "
+        f"{codes.projector.get('name')}")
+    if mirror:  # both views of a face share its group (one source video, one side)
+        clf.fit(np.concatenate([tr.codes, tr.mirror]), np.concatenate([tr.labels] * 2),
+                groups=np.concatenate([tr.groups] * 2))
+    else:
+        clf.fit(tr.codes, tr.labels, groups=tr.groups)
     m = {
         "projector": codes.projector,
         "projector_file": str((codes.folder / "projector.safetensors").resolve()),
@@ -249,12 +255,12 @@ def train_detector(codes_path, kind: str, out, split: str = "train", channels=No
                  "codes_split": codes.meta.get("split")},
         "split": split or "all", "n_train": int(len(tr)), "n_real": int((tr.labels == 0).sum()),
         "n_fake": int((tr.labels == 1).sum()), "n_groups": int(len(np.unique(tr.groups))),
-        "channels": channels, "classifier": kind, "seed": seed,
+        "channels": channels, "classifier": kind, "seed": seed, "mirror": mirror,
     }
     if validate and split == "train":
         va = codes.where("val", labelled=True)
         if len(va):
-            p = clf.predict_proba(va.codes)[:, 1]
+            p = predict_views(clf, va, mirror)
             v = metrics(va.labels, p, va.groups, threshold=prior_threshold(0.5, clf.train_fake_share_))
             m["val"] = {k: v[k] for k in ("n", "accuracy", "balanced_accuracy", "roc_auc", "eer")}
             log(f"val split: {_summary(v)}")
@@ -262,6 +268,25 @@ def train_detector(codes_path, kind: str, out, split: str = "train", channels=No
     out.parent.mkdir(parents=True, exist_ok=True)
     clf.save(out, metrics=m, half=half)
     return clf
+
+
+def predict_views(det, codes, mirror=None) -> np.ndarray:
+    """p_fake of a detector on Codes: for a detector trained on both views (lf extract
+    --mirror; mirror=None reads it from the detector's metrics), the mean of the face's and
+    its mirror's logits, so that a face and its mirror image get the same score; else the
+    face's alone."""
+    if not ((det.metrics or {}).get("mirror") if mirror is None else mirror):
+        return det.predict_proba(codes.codes)[:, 1]
+    if codes.mirror is None:
+        raise LFError("this detector scores a face and its mirror image together: extract "
+                      "the codes with lf extract --mirror")
+    return mean_logit(det.predict_proba(codes.codes)[:, 1], det.predict_proba(codes.mirror)[:, 1])
+
+
+def mean_logit(*ps) -> np.ndarray:
+    """sigmoid of the mean logit of probabilities (views of one face, or nets)."""
+    p = np.clip(np.stack(ps), 1e-7, 1 - 1e-7)
+    return 1 / (1 + np.exp(-np.log(p / (1 - p)).mean(0)))
 
 
 def _summary(m):
@@ -338,7 +363,8 @@ def evaluate_detector(manifest_or_codes, detector, split: str = "test", prior_fa
             if work is None:
                 tmp = tempfile.TemporaryDirectory(prefix="lf-eval-")
                 work = Path(tmp.name) / "codes"
-            extract(src, proj, work, batch=batch, split=split, progress=progress, log=log)
+            extract(src, proj, work, batch=batch, split=split, progress=progress,
+                    mirror=bool(dm.get("mirror")), log=log)
             codes = load_codes(work)
         else:
             raise LFError(f"{src}: neither a manifest CSV nor a codes folder (lf extract)")
@@ -360,7 +386,7 @@ def evaluate_detector(manifest_or_codes, detector, split: str = "test", prior_fa
                               "split (--split test)")
         if len(ev) == 0:
             raise LFError(f"{src}: no face of the {split or 'whole'} split to evaluate")
-        p = detector.predict_proba(ev.codes)[:, 1]
+        p = predict_views(detector, ev)
         t = prior_threshold(prior_fake, detector.train_fake_share_)
         res = metrics(ev.labels, p, ev.groups, ev.paths, threshold=t, predictions=predictions)
         add_auc_interval(res, ev.labels, p, ev.groups, bootstrap)
@@ -412,5 +438,5 @@ def to_json(res: dict) -> str:
 
 
 __all__ = ["METRIC_KEYS", "add_auc_interval", "bootstrap_auc", "ci95", "eer", "evaluate_detector",
-           "group_scores", "metrics", "parse_channels",
+           "group_scores", "mean_logit", "metrics", "parse_channels", "predict_views",
            "prior_threshold", "report", "train_detector", "write_predictions"]

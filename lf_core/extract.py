@@ -13,7 +13,9 @@ chunk and a rerun with the same arguments resumes where it stopped:
     CODES/chunks/NNNNNNNN.npz    one per `batch` manifest rows (positions start..stop of the
                                  selected rows): codes (n, ...) float32, labels int8 (0 real,
                                  1 fake, -1 unknown), groups, paths (str), index (manifest
-                                 row), failed_index, failed_reason
+                                 row), failed_index, failed_reason; with mirror=True
+                                 also mirror (n, ...): the codes of the faces flipped
+                                 left-right (a detector trained on both views)
     CODES/failed.csv             path,label,group,reason of every face that did not align
                                  (or did not decode): listed, never dropped silently
 
@@ -199,14 +201,16 @@ def _chunk_bounds(path: Path):
 
 def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | None = None,
             progress: bool = True, split: str | None = None, prealigned: bool = False,
-            fit_limit: int = 5000, overwrite: bool = False, log=None) -> Path:
+            fit_limit: int = 5000, overwrite: bool = False, mirror: bool = False,
+            log=None) -> Path:
     """Align + project the faces of `manifest` into the folder `out` (see the module doc).
 
     manifest: CSV `path,label[,group]`; projector: a Projector (a PCA that is not fitted
     is fitted here, see fit_projector); batch: rows per chunk (and per projection call);
     limit: first N selected rows only (rerun without it to go on); split: train / val /
     test / all (by group); prealigned: the images are FFHQ-aligned already (only resized
-    to 256 px, no detection); progress: tqdm bar on stderr with faces/s and ETA.
+    to 256 px, no detection); progress: tqdm bar on stderr with faces/s and ETA;
+    mirror: also project every face flipped left-right (twice the projection time).
     Returns `out`. A KeyboardInterrupt leaves every finished chunk in place.
     """
     from tqdm import tqdm
@@ -236,6 +240,9 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
         if old.get("manifest_sha256") != msha:
             raise LFError(f"{out} holds codes of another manifest (or {manifest.name} changed "
                           "since); use a new folder or overwrite")
+        if bool(old.get("mirror")) != mirror:
+            raise LFError(f"{out} was extracted {'with' if old.get('mirror') else 'without'} "
+                          "--mirror; use the same option, a new folder or overwrite")
         if old.get("split") != split:
             raise LFError(f"{out} holds the {old.get('split') or 'all'} split, not "
                           f"{split or 'all'}; use a new folder or overwrite")
@@ -267,7 +274,7 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
         "n_manifest": len(items), "split": split, "limit": limit, "batch": batch,
         "prealigned": prealigned, "projector": pmeta,
         "projector_identity": _jsonable(projector.identity()),
-        "n_items": len(rows), "complete": False, "created": (old or {}).get("created")
+        "n_items": len(rows), "mirror": mirror, "complete": False, "created": (old or {}).get("created")
         or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         # end-to-end time (decode + align + project) summed over every run that extracted
         # faces, and how many: the per-face cost stays known after a resume
@@ -306,9 +313,11 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
                 nxt = aligned(i + 1)
             codes = projector.project(crops) if len(crops) else \
                 np.zeros((0, *projector.code_shape), np.float32)
-            codes = np.asarray(codes)
-            if codes.dtype != np.uint8:
-                codes = codes.astype(np.float32, copy=False)
+            codes = _as_stored(codes)
+            views = {}
+            if mirror:  # the same faces flipped left-right: (n, H, W, 3), W reversed
+                views["mirror"] = _as_stored(projector.project(np.ascontiguousarray(
+                    crops[:, :, ::-1]))) if len(crops) else codes
             atomic_savez(
                 _chunk_path(out, start), start=np.int64(start), stop=np.int64(stop),
                 codes=codes,
@@ -317,7 +326,7 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
                 paths=np.array([str(it.path) for _, it in ok], dtype=str),
                 index=np.array([r for r, _ in ok], np.int64),
                 failed_index=np.array([r for r, _, _ in failed], np.int64),
-                failed_reason=np.array([r for _, _, r in failed], dtype=str))
+                failed_reason=np.array([r for _, _, r in failed], dtype=str), **views)
             n_failed += len(failed)
             n_new += stop - start
             bar.update(stop - start)
@@ -361,6 +370,12 @@ def _jsonable(v):
     return json.loads(json.dumps(v))
 
 
+def _as_stored(codes) -> np.ndarray:
+    """Codes as stored: uint8 crops as they are, anything else float32."""
+    codes = np.asarray(codes)
+    return codes if codes.dtype == np.uint8 else codes.astype(np.float32, copy=False)
+
+
 # --------------------------------------------------------------------------- reading codes
 
 
@@ -374,6 +389,7 @@ class Codes:
     meta: dict = field(default_factory=dict)
     failed: list = field(default_factory=list)  # [{"path", "label", "group", "reason"}]
     folder: Path | None = None
+    mirror: np.ndarray | None = None  # (N, ...) codes of the faces flipped left-right
 
     def __len__(self):
         return len(self.labels)
@@ -389,7 +405,8 @@ class Codes:
     def take(self, mask) -> "Codes":
         m = np.asarray(mask)
         return Codes(self.codes[m], self.labels[m], self.groups[m], self.paths[m],
-                     self.index[m], self.meta, self.failed, self.folder)
+                     self.index[m], self.meta, self.failed, self.folder,
+                     None if self.mirror is None else self.mirror[m])
 
     def where(self, split=None, labelled=False) -> "Codes":
         """Rows of a split (None / 'all': every row); labelled: only labels 0 and 1."""
@@ -427,6 +444,8 @@ def load_codes(path, partial: bool = False) -> Codes:
         raise LFError(f"extraction in {path} is unfinished ({meta.get('n_done', 0)}/"
                       f"{meta.get('n_items')} faces): rerun the same lf extract to resume")
     batch, n = int(meta["batch"]), int(meta["n_items"])
+    keys = ("codes", "labels", "groups", "paths", "index") + (("mirror",) if meta.get("mirror")
+                                                              else ())
     parts = []
     for start in range(0, n, batch):
         p = _chunk_path(path, start)
@@ -435,7 +454,7 @@ def load_codes(path, partial: bool = False) -> Codes:
         with np.load(p, allow_pickle=False) as z:
             if (int(z["start"]), int(z["stop"])) != (start, min(start + batch, n)):
                 continue
-            parts.append({k: z[k] for k in ("codes", "labels", "groups", "paths", "index")})
+            parts.append({k: z[k] for k in keys})
     shape = tuple(meta["projector"]["code_shape"])
     dtype = np.uint8 if meta["projector"]["kind"] == "crops" else np.float32
 
@@ -450,7 +469,8 @@ def load_codes(path, partial: bool = False) -> Codes:
             failed = list(csv.DictReader(f))
     return Codes(cat("codes", np.zeros((0, *shape), dtype)), cat("labels", np.zeros(0, np.int8)),
                  cat("groups", np.zeros(0, str)), cat("paths", np.zeros(0, str)),
-                 cat("index", np.zeros(0, np.int64)), meta, failed, path)
+                 cat("index", np.zeros(0, np.int64)), meta, failed, path,
+                 cat("mirror", np.zeros((0, *shape), dtype)) if meta.get("mirror") else None)
 
 
 __all__ = ["Codes", "extract", "fit_projector", "is_codes_folder", "load_codes", "load_crop",

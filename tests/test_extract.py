@@ -143,6 +143,44 @@ def test_train_and_evaluate(codes_dir, manifest, tmp_path, model):
                                sorted(p["prob_fake"] for p in res["predictions"]), atol=1e-5)
 
 
+def test_mirror_views(codes_dir, manifest, tmp_path, model):
+    """lf extract --mirror stores the code of each face flipped left-right; a detector
+    trained on both views gives a face and its mirror image the same score."""
+    from lf_core.detect import classify_face, mirror_code
+    from lf_core.extract import load_crop
+    from lf_core.invert import encode
+
+    out = tmp_path / "mirror"
+    extract(manifest, StyleGANProjector(model, steps=0), out, batch=4, mirror=True,
+            progress=False)
+    c = load_codes(out)
+    assert c.meta["mirror"] and c.mirror.shape == c.codes.shape
+    crop = load_crop(c.paths[0])
+    np.testing.assert_allclose(c.codes[0], encode(model, crop[None])[0], atol=1e-4)
+    np.testing.assert_allclose(c.mirror[0], mirror_code(model, crop)[0], atol=1e-4)
+    assert np.abs(c.mirror - c.codes).mean() > 1e-3  # faces are not symmetric
+    with pytest.raises(LFError, match="--mirror"):  # a resume must keep the option
+        extract(manifest, StyleGANProjector(model, steps=0), out, batch=4, progress=False)
+
+    det_path = tmp_path / "lr2.safetensors"
+    det = train_detector(out, "lr", det_path, split="train", log=lambda m: None)
+    assert det.metrics["mirror"] and det.metrics["n_train"] == len(c.where("train"))
+    res = evaluate_detector(out, det_path, split="test")
+    assert res["n"] == len(c.where("test"))
+    with pytest.raises(LFError, match="lf extract --mirror"):
+        evaluate_detector(codes_dir, det_path, split="test")  # one view only
+    # from a manifest, the detector's extraction has both views again
+    res2 = evaluate_detector(manifest, det_path, split="test", model=model, log=lambda m: None)
+    np.testing.assert_allclose(sorted(p["prob_fake"] for p in res2["predictions"]),
+                               sorted(p["prob_fake"] for p in res["predictions"]), atol=1e-5)
+    # a face and its mirror image: the same two views, so the same verdict
+    v = classify_face(c.codes[:1], crop, model, det)
+    v_m = classify_face(c.mirror[:1], np.ascontiguousarray(crop[:, ::-1]), model, det)
+    assert v.prob_fake == pytest.approx(v_m.prob_fake, abs=1e-5)
+    p_face = det.predict_proba(c.codes[:1])[0, 1]
+    assert v.prob_fake != pytest.approx(p_face, abs=1e-6)  # the mirror view counted
+
+
 def test_cli_train_evaluate_vqvae(codes_dir, manifest, tmp_path, capsys):
     det = tmp_path / "det.safetensors"
     assert cli.main(["train", str(codes_dir), "--classifier", "lr", "-o", str(det)]) == 0
