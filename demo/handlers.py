@@ -18,7 +18,7 @@ import numpy as np
 from lf_core import invert as inv
 from lf_core.align import align
 from lf_core.detect import (VIDEO_RULE, aggregate, classify, classify_face, describe_detector,
-                            score_frames)
+                            score_frames, two_views)
 from lf_core.errors import BadInputError, LFError
 from lf_core.explain import GROUPS, channel_labels, explain, mix
 from lf_core.io import is_video, load_image, video_info
@@ -179,7 +179,9 @@ def detect(image, steps, prior, settings, request: gr.Request):
                                  "baseline": att.baseline,
                                  "top_rows": [[lab, round(val, 5)] for lab, val in att.top(3)]}
         msg = (f"{att.method.replace('_', ' ')} of {att.target}, from the {att.baseline} "
-               f"(p_fake {att.p_fake_baseline:.2f}) to this code (p_fake {att.p_fake:.2f})")
+               f"(p_fake {att.p_fake_baseline:.2f}) to this code (p_fake {att.p_fake:.2f})"
+               + ("; they explain this view, the verdict also averages in the mirror image's"
+                  if two_views(det) else ""))
     except Exception as e:  # explanations are a bonus: never lose the verdict for them
         msg = f"explanations unavailable ({type(e).__name__}: {e})"
     out[4] = _status(("Stopped" if stopped else "Done") + f": verdict in {_fmt_s(total_s)}; "

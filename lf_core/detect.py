@@ -234,5 +234,5 @@ def describe_detector(det):
 
 
 __all__ = ["Verdict", "FaceResult", "ImageResult", "VideoResult", "classify", "classify_face",
-           "mirror_code", "predict_image",
+           "mirror_code", "two_views", "predict_image",
            "predict_video", "load_detector", "LFError"]
