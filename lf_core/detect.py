@@ -17,8 +17,7 @@ import numpy as np
 
 from . import invert as inv
 from .align import align
-from .classify import decide, likelihood_ratio, load_classifier
-from .evaluate import mean_logit
+from .classify import decide, likelihood_ratio, load_classifier, mean_logit
 from .errors import LFError, NoFaceError, WeightsError
 from .io import load_image, read_video, video_info
 from .model import WEIGHTS_DIR, load_model

@@ -275,18 +275,14 @@ def predict_views(det, codes, mirror=None) -> np.ndarray:
     --mirror; mirror=None reads it from the detector's metrics), the mean of the face's and
     its mirror's logits, so that a face and its mirror image get the same score; else the
     face's alone."""
+    from .classify import mean_logit
+
     if not ((det.metrics or {}).get("mirror") if mirror is None else mirror):
         return det.predict_proba(codes.codes)[:, 1]
     if codes.mirror is None:
         raise LFError("this detector scores a face and its mirror image together: extract "
                       "the codes with lf extract --mirror")
     return mean_logit(det.predict_proba(codes.codes)[:, 1], det.predict_proba(codes.mirror)[:, 1])
-
-
-def mean_logit(*ps) -> np.ndarray:
-    """sigmoid of the mean logit of probabilities (views of one face, or nets)."""
-    p = np.clip(np.stack(ps), 1e-7, 1 - 1e-7)
-    return 1 / (1 + np.exp(-np.log(p / (1 - p)).mean(0)))
 
 
 def _summary(m):
@@ -438,5 +434,5 @@ def to_json(res: dict) -> str:
 
 
 __all__ = ["METRIC_KEYS", "add_auc_interval", "bootstrap_auc", "ci95", "eer", "evaluate_detector",
-           "group_scores", "mean_logit", "metrics", "parse_channels", "predict_views",
+           "group_scores", "metrics", "parse_channels", "predict_views",
            "prior_threshold", "report", "train_detector", "write_predictions"]
