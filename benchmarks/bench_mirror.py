@@ -30,14 +30,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_compare import logit  # noqa: E402
 from lf_core.bench import machine_line  # noqa: E402
-from lf_core.classify import MLP2, load_classifier  # noqa: E402
-from lf_core.detect import two_views  # noqa: E402
+from lf_core.classify import MLP2, load_classifier, mean_logit, two_views  # noqa: E402
+from lf_core.detect import mirror_code  # noqa: E402
 from lf_core.evaluate import bootstrap_auc, ci95  # noqa: E402
 from lf_core.extract import load_codes  # noqa: E402
 from lf_core.model import load_model  # noqa: E402
-from lf_core.projectors import make_projector  # noqa: E402
 
 
 def mirror_codes(work: Path, crops, batch=32) -> np.ndarray:
@@ -45,10 +43,10 @@ def mirror_codes(work: Path, crops, batch=32) -> np.ndarray:
     path = work / "mirror-codes.npy"
     if path.exists():
         return np.load(path)
-    proj = make_projector("stylegan", model=load_model(), steps=0)
+    model = load_model()
     t, out = time.perf_counter(), []
     for i in range(0, len(crops), batch):
-        out.append(np.asarray(proj.project(np.ascontiguousarray(crops[i:i + batch, :, ::-1]))))
+        out.append(mirror_code(model, crops[i:i + batch]))
     codes = np.concatenate(out).astype(np.float32)
     print(f"encoded {len(codes)} mirrored faces in {time.perf_counter() - t:.0f} s")
     np.save(path, codes)
@@ -58,7 +56,7 @@ def mirror_codes(work: Path, crops, batch=32) -> np.ndarray:
 def report(name, pa, pb, y):
     from sklearn.metrics import roc_auc_score
 
-    tta = logit(pa) / 2 + logit(pb) / 2
+    tta = mean_logit(pa, pb)
     flips = float(((pa >= 0.5) != (pb >= 0.5)).mean())
     print(f"{name}: AUC faces {roc_auc_score(y, pa):.3f}, mirrors {roc_auc_score(y, pb):.3f}, "
           f"mean of both {roc_auc_score(y, tta):.3f}; verdict differs for {flips:.1%} of the "
@@ -131,7 +129,7 @@ def main(argv=None):
           f"{time.perf_counter() - t:.0f} s")
     qa, qb = aug.predict_proba(sg.codes[te])[:, 1], aug.predict_proba(mir[te])[:, 1]
     tta = report("mirror-augmented", qa, qb, y[te])
-    s = bootstrap_auc(y[te], [logit(pa), logit(qa), tta], sg.groups[te], a.bootstrap)
+    s = bootstrap_auc(y[te], [pa, qa, tta], sg.groups[te], a.bootstrap)
     for i, name in ((1, "augmented, faces only"), (2, "augmented, mean of both")):
         d = s[:, i] - s[:, 0]
         lo, hi = ci95(d)

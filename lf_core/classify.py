@@ -520,6 +520,12 @@ def _sigmoid(t: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * t))  # stable for large |t|
 
 
+def two_views(det) -> bool:
+    """Trained on each face and its mirror image (lf extract --mirror, then lf train): it
+    scores the mean_logit of the two views."""
+    return bool((det.metrics or {}).get("mirror"))
+
+
 def mean_logit(*ps) -> np.ndarray:
     """sigmoid of the mean logit of probabilities (views of one face, or nets)."""
     p = np.clip(np.stack(ps), 1e-7, 1 - 1e-7)
@@ -820,5 +826,5 @@ CLASSIFIERS: dict[str, type[LatentClassifier]] = {"rf": RandomForest, "lr": LogR
 __all__ = [
     "CLASSIFIERS", "CLASS_NAMES", "ClassifierInputError", "LatentClassifier", "LogReg", "MLP2", "MLP5",
     "NotFittedError", "RandomForest", "decide", "likelihood_ratio", "load_classifier",
-    "mean_logit",
+    "mean_logit", "two_views",
 ]

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import invert as inv
 from .align import align
-from .classify import decide, likelihood_ratio, load_classifier, mean_logit
+from .classify import decide, likelihood_ratio, load_classifier, mean_logit, two_views
 from .errors import LFError, NoFaceError, WeightsError
 from .io import load_image, read_video, video_info
 from .model import WEIGHTS_DIR, load_model
@@ -122,14 +122,11 @@ def as_detector(detector):
     return detector
 
 
-def two_views(det) -> bool:
-    """Trained on each face and its mirror image (lf extract --mirror, then lf train)."""
-    return bool((det.metrics or {}).get("mirror"))
-
-
 def mirror_code(model, crop):
-    """Encoder-only W+ code (1, 14, 512) of an aligned crop flipped left-right."""
-    return inv.encode(model, np.ascontiguousarray(np.asarray(crop)[:, ::-1])[None])
+    """Encoder-only W+ codes (N, 14, 512) of aligned crops (N, 256, 256, 3), or of one
+    (256, 256, 3) as N = 1, flipped left-right."""
+    flipped = np.flip(np.asarray(crop), axis=-2)  # W is the second-to-last axis
+    return inv.encode(model, np.ascontiguousarray(flipped.reshape(-1, *flipped.shape[-3:])))
 
 
 def classify(w, detector=None, prior_fake=0.5, w_mirror=None) -> Verdict:

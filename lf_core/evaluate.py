@@ -275,9 +275,9 @@ def predict_views(det, codes, mirror=None) -> np.ndarray:
     --mirror; mirror=None reads it from the detector's metrics), the mean of the face's and
     its mirror's logits, so that a face and its mirror image get the same score; else the
     face's alone."""
-    from .classify import mean_logit
+    from .classify import mean_logit, two_views
 
-    if not ((det.metrics or {}).get("mirror") if mirror is None else mirror):
+    if not (two_views(det) if mirror is None else mirror):
         return det.predict_proba(codes.codes)[:, 1]
     if codes.mirror is None:
         raise LFError("this detector scores a face and its mirror image together: extract "
