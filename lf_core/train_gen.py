@@ -130,8 +130,9 @@ def pack_faces(out, dst, quality=80):
     from PIL import Image
 
     arrs = {}
-    for split in ("train", "val"):
-        faces = current(out, split, np.load(Path(out) / f"faces_{split}.npy", mmap_mode="r"))
+    for split in ("train", "val"):  # aligned here first when out holds no cache yet
+        limit = TrainConfig.val_size if split == "val" else None
+        faces = current(out, split, build_cache(out, split, limit=limit))
         blobs = []
         for f in faces:
             b = io.BytesIO()
@@ -173,6 +174,7 @@ class TrainConfig:
     steps: int = 0  # stop at this total step count (resumed steps included); 0: `hours`
     val_every: int = 200
     ckpt_minutes: float = 5.0
+    diverge_db: float = 3.0  # stop, saving nothing, when val PSNR falls this far below the run's best
     seed: int = 0
     threads: int = 0  # 0: torch default
     val_size: int = 96
@@ -319,7 +321,23 @@ def train(cfg: TrainConfig, log=print):
         export(G, E, out / "lf-compact-256.safetensors", meta)
         return meta
 
-    metrics = {}
+    # the guard: a validation before every checkpoint, and training stops without saving once
+    # val PSNR falls diverge_db below this run's best (a too high lr, or numerics: session 12
+    # lost its GPU minutes to a run that diverged in 200 steps and kept going)
+    metrics = evaluate(G, E, val)
+    best, saved = metrics["psnr"], (step if s is not None else None)  # last.pt's step
+    log(f"validation at the start (step {step}): {json.dumps(metrics)}")
+
+    def guard(m):
+        nonlocal best
+        if m["psnr"] < best - cfg.diverge_db:
+            from .errors import LFError
+            raise LFError(f"training diverged at step {step}: validation PSNR {m['psnr']:.2f} dB, "
+                          f"this run's best {best:.2f} dB. "
+                          + (f"{ckpt} still holds step {saved}" if saved is not None
+                             else f"Nothing was saved to {out}") + "; rerun with a lower --lr")
+        best = max(best, m["psnr"])
+
     stop = _stop_on_signals(log)
     while True:
         if cfg.steps and step >= cfg.steps:
@@ -360,17 +378,22 @@ def train(cfg: TrainConfig, log=print):
 
         if step % cfg.val_every == 0:
             metrics = evaluate(G, E, val)
+            guard(metrics)
             log(json.dumps({"step": step, "seen": seen, **metrics,
                             "elapsed_h": round((elapsed + time.time() - t0) / 3600, 3)}))
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps({"step": step, "seen": seen, **metrics}) + "\n")
         if time.time() - last_ckpt > cfg.ckpt_minutes * 60:
             elapsed += time.time() - t0
+            metrics = evaluate(G, E, val)
+            guard(metrics)
             t0 = last_ckpt = time.time()
             save(metrics)
+            saved = step
     elapsed += time.time() - t0
     t0 = time.time()
     metrics = evaluate(G, E, val)
+    guard(metrics)
     meta = save(metrics)
     bar.close()
     log(f"stopped at step {step}: {json.dumps(metrics)}")

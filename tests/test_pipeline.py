@@ -145,3 +145,14 @@ def test_ms_ssim_target_cache_is_per_image():
         torch.testing.assert_close(losses.ms_ssim_loss(a, b),
                                    losses.ms_ssim_loss(a, b.clone().requires_grad_(True)).detach())
         del b
+
+
+def test_ssim_filter_paths_agree():
+    """MS-SSIM's Gaussian window: the CPU's banded matmuls and the GPU's depthwise
+    convolutions (TF32 matmuls would spoil SSIM's variances there) give the same sums."""
+    import torch
+
+    from lf_core import losses
+
+    x = torch.rand(2, 6, 64, 48)
+    torch.testing.assert_close(losses._filter(x), losses._filter_conv(x), atol=2e-6, rtol=1e-5)

@@ -104,3 +104,14 @@ def test_pack_round_trip(cache, tmp_path):
         assert a.shape == b.shape and b.dtype == np.uint8
         assert float(psnr(to_tensor(b), to_tensor(a))) > 35  # lossy, far above what G reaches
     assert (tmp_path / "faces.npz").stat().st_size < 10_000 * len(a)  # ~3 KB a face
+
+
+def test_divergence_stops_without_saving(cache, tmp_path):
+    """A run whose validation PSNR collapses stops with an error and writes no checkpoint
+    (session 12's GPU run kept training, and saving, a diverged model)."""
+    from lf_core.errors import LFError
+
+    with pytest.raises(LFError, match="diverged.*lower --lr"):
+        _run(tmp_path, cache, 10**9, lr=10.0)
+    assert not (tmp_path / "last.pt").exists()
+    assert not (tmp_path / "lf-compact-256.safetensors").exists()
