@@ -531,17 +531,24 @@ def run_bench(cfg: BenchConfig) -> Path:
     fewshot = section_fewshot(cfg, store, codes, table)
     seeds = section_seeds(cfg, store, codes, table)
     compare = section_compare(cfg, codes, table)
+    from .extract import atomic_write_json
+
+    # WORK/runs.jsonl: every invocation over this cache, so that a cached rerun does not
+    # hide what the whole took
+    log = work / "runs.jsonl"
+    with open(log, "a") as f:
+        f.write(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"),
+                            "wall_s": round(time.perf_counter() - t0, 1)}) + "\n")
+    runs = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
     res = {"name": cfg.name, "manifest": str(cfg.manifest), "config": asdict(cfg),
            "command": "lf " + shlex.join(sys.argv[1:]) if sys.argv and "lf" in Path(sys.argv[0]).name
            else None,
            "machine": machine(),
-           "date": time.strftime("%Y-%m-%d"), "wall_s": round(time.perf_counter() - t0, 1),
+           "date": time.strftime("%Y-%m-%d"), "wall_s": runs[-1]["wall_s"],
            "codes": codes, "table": table, "recon": recon, "channels": channels,
-           "fewshot": fewshot, "seeds": seeds, "compare": compare}
+           "fewshot": fewshot, "seeds": seeds, "compare": compare, "runs": runs}
     out_dir = Path(cfg.out_dir)
     (out_dir / "results").mkdir(parents=True, exist_ok=True)
-    from .extract import atomic_write_json
-
     atomic_write_json(out_dir / "results" / f"{cfg.name}.json", res)
     return write_report(out_dir)
 
@@ -637,14 +644,23 @@ def _cpu(m) -> str:  # results written before machine() had the model and ISA: n
     return f"{m['cpu']} ({m['isa']}), " if "isa" in m else ""
 
 
+def _wall(res) -> str:
+    runs = res.get("runs") or []
+    if len(runs) < 2:
+        return f"whole run {res['wall_s']:.0f} s (cached sections count 0)"
+    return (f"this run {res['wall_s']:.0f} s (cached sections count 0); {len(runs)} runs over "
+            f"this cache, {sum(r['wall_s'] for r in runs):.0f} s in all ({runs[0]['date']} to "
+            f"{runs[-1]['date']})")
+
+
 def _section_md(res, out_dir: Path) -> list[str]:
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     figs = _figures(res, fig_dir)
     L = [f"## {res['name']}", "",
          f"Manifest `{res['manifest']}`; {res['date']}; {_cpu(res['machine'])}"
-         f"{res['machine']['cpus']} CPUs, {res['machine']['torch_threads']} torch threads; whole run {res['wall_s']:.0f} s "
-         "(cached sections count 0). Times come from the run that computed each row: rows "
+         f"{res['machine']['cpus']} CPUs, {res['machine']['torch_threads']} torch threads; "
+         f"{_wall(res)}. Times come from the run that computed each row: rows "
          "computed beside other jobs (e.g. a generator training) show slower times.", ""]
     if res.get("command"):
         L += ["```bash", res["command"], "```", ""]

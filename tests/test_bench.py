@@ -82,6 +82,10 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     before = (tmp_path / "work" / "results.json").stat().st_mtime_ns
     run_bench(cfg)
     assert (tmp_path / "work" / "results.json").stat().st_mtime_ns == before
+    res = json.loads((tmp_path / "out" / "results" / "tiny.json").read_text())
+    first = res["runs"][0]["wall_s"]  # and the header still counts the first run's time
+    assert len(res["runs"]) == 2 and first > res["wall_s"]
+    assert f"2 runs over this cache, {first + res['wall_s']:.0f} s in all" in md.read_text()
 
     # other generator weights: the stylegan codes and what is made of them are redone
     store = json.loads((tmp_path / "work" / "results.json").read_text())
