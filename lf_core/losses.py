@@ -50,21 +50,13 @@ def _filter(x):
     Two matmuls with banded matrices: the same sums as a separable depthwise convolution,
     faster on a CPU forward and backward (the MS-SSIM term: 23 -> 19 ms on 2 cores, A/B
     in one process; its absolute time: benchmarks/bench_core.py, "perceptual term").
-    Not on a GPU: there matmuls run in TF32 (10-bit mantissa; train_gen turns it on), and
-    SSIM's variances, E[x^2] - E[x]^2, lose their digits: emulated here, SSIM moved by 0.026
-    on average, and joint training diverged within 200 steps on an H100 (session 12). The
-    depthwise convolutions below are the path the GPU runs of sessions 7 and 8 trained on."""
+    On a GPU they run in float64: in TF32 (10-bit mantissa; train_gen turns it on for
+    matmuls), SSIM's variances E[x^2] - E[x]^2 lose their digits. Emulated on a CPU, SSIM
+    moved by 0.026 on average, and joint training diverged within 200 steps on an H100
+    (session 12); float64 matmuls never take TF32, whatever the backend flags say."""
     h, w = x.shape[-2:]
-    if x.device.type == "cpu":
-        return _band(h, x).t() @ (x @ _band(w, x))  # (H', H) @ (N, K, H, W') -> (N, K, H', W')
-    return _filter_conv(x)
-
-
-def _filter_conv(x):
-    """_filter as a separable depthwise convolution (the GPU path)."""
-    k, g = x.shape[1], _G.to(x)
-    x = F.conv2d(x, g[None, None, None, :].expand(k, 1, 1, -1), groups=k)
-    return F.conv2d(x, g[None, None, :, None].expand(k, 1, -1, 1), groups=k)
+    y = x if x.device.type == "cpu" else x.double()
+    return (_band(h, y).t() @ (y @ _band(w, y))).to(x.dtype)  # (H', H) @ (N, K, H, W')
 
 
 def _stats_b(b):

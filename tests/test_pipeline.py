@@ -148,11 +148,16 @@ def test_ms_ssim_target_cache_is_per_image():
 
 
 def test_ssim_filter_paths_agree():
-    """MS-SSIM's Gaussian window: the CPU's banded matmuls and the GPU's depthwise
-    convolutions (TF32 matmuls would spoil SSIM's variances there) give the same sums."""
+    """MS-SSIM's Gaussian window as banded matmuls gives a depthwise convolution's sums, in
+    float32 (the CPU) and float64 (a GPU's path: TF32 would spoil SSIM's variances there)."""
     import torch
+    from torch.nn import functional as F
 
     from lf_core import losses
 
     x = torch.rand(2, 6, 64, 48)
-    torch.testing.assert_close(losses._filter(x), losses._filter_conv(x), atol=2e-6, rtol=1e-5)
+    g = losses._G
+    ref = F.conv2d(x, g[None, None, None, :].expand(6, 1, 1, -1), groups=6)
+    ref = F.conv2d(ref, g[None, None, :, None].expand(6, 1, -1, 1), groups=6)
+    torch.testing.assert_close(losses._filter(x), ref, atol=2e-6, rtol=1e-5)
+    torch.testing.assert_close(losses._filter(x.double()).float(), ref, atol=2e-6, rtol=1e-5)
