@@ -17,7 +17,7 @@ import numpy as np
 
 from lf_core import invert as inv
 from lf_core.align import align
-from lf_core.detect import (VIDEO_RULE, aggregate, classify, classify_face, describe_detector,
+from lf_core.detect import (VIDEO_RULE, aggregate, classify_face, describe_detector,
                             score_frames, two_views)
 from lf_core.errors import BadInputError, LFError
 from lf_core.explain import GROUPS, channel_labels, explain, mix
@@ -337,8 +337,12 @@ def _explore(what, row, source, face_a, face_b, result, settings):
     lines = [f"**{rows_txt}** of {a_name} replaced by {b_name}."]
     try:
         det, _ = get_detector(settings)
-        pa, pm = (classify(w, det).prob_fake for w in (w_a, w_mix))
-        lines.append(f"Detector: p(fake) {pa:.3f} → **{pm:.3f}** after the swap.")
+        # a two-view detector scores each code with the mirror of the face it draws
+        pa, pm = (classify_face(w, img, model, det).prob_fake for w, img in
+                  ((w_a, imgs[0]), (w_mix, imgs[1])))
+        lines.append(f"Detector: p(fake) {pa:.3f} → **{pm:.3f}** after the swap"
+                     + (" (each code with the code of its drawn face's mirror image, the two "
+                        "views this detector averages)." if two_views(det) else "."))
     except NoDetectorError:
         lines.append("(No detector installed: no scores.)")
     files = OutFiles()

@@ -117,6 +117,26 @@ def test_explore_mixes_layers_of_the_detected_face(client):
     imgs = [np.asarray(Image.open(p).convert("RGB")) for p in (a, mixed, b)]
     assert all(im.shape == (256, 256, 3) for im in imgs)
     assert "coarse" in info and "p(fake)" in info
+    assert "two views" not in info  # the test's LR detector scores one view
+
+
+def test_explore_scores_both_views_with_the_default(model):
+    """The shipped two-view detector scores a mixed code as it scores a face: with the code
+    of its mirror image (here: of the face the code draws), as the Detect verdict does."""
+    from demo.handlers import _explore
+    from demo.state import Settings, get_detector
+    from lf_core import invert as inv
+    from lf_core.align import align
+    from lf_core.detect import DEFAULT_DETECTOR, classify_face
+    from lf_core.io import load_image
+
+    settings = Settings(weights=model.path, detector=str(DEFAULT_DETECTOR))
+    *_, info = _explore("coarse", 8, "mean face", str(EXAMPLE), None, None, settings)
+    assert "the two views this detector averages" in info
+    det, _ = get_detector(settings)
+    w = inv.encode(model, align(load_image(EXAMPLE), max_faces=1)[0].crop[None])
+    p = classify_face(w, inv.reconstruct(model, w)[0], model, det).prob_fake
+    assert f"p(fake) {p:.3f} →" in info
 
 
 def test_video_per_frame_scores(client, data_dir):
