@@ -99,7 +99,8 @@ def cmd_train_generator(a):
         unpack_faces(a.from_pack, a.out)
     train(TrainConfig(out=a.out, hours=a.hours, steps=a.steps, batch=a.batch, seed=a.seed,
                       threads=a.threads, lr=a.lr, lr_end=a.lr_end, cooldown=a.cooldown,
-                      encoder_only=a.encoder_only, device=a.device or ""))
+                      encoder_only=a.encoder_only, device=a.device or "",
+                      **({} if a.diverge_db is None else {"diverge_db": a.diverge_db})))
     return 0
 
 
@@ -317,6 +318,9 @@ def parser():
     s.add_argument("--encoder-only", action="store_true",
                    help="freeze the generator and train the encoder alone (its inversions)")
     s.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when there is one)")
+    s.add_argument("--diverge-db", type=float,
+                   help="stop, saving nothing, when validation PSNR falls this many dB below "
+                        "the run's best (default 3; 0: never)")
     s.add_argument("--pack-to", metavar="FILE",
                    help="write OUT's face caches as one WebP .npz (~3 KB a face) and exit")
     s.add_argument("--from-pack", metavar="FILE",

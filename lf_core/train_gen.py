@@ -330,7 +330,7 @@ def train(cfg: TrainConfig, log=print):
 
     def guard(m):
         nonlocal best
-        if m["psnr"] < best - cfg.diverge_db:
+        if cfg.diverge_db and m["psnr"] < best - cfg.diverge_db:
             from .errors import LFError
             raise LFError(f"training diverged at step {step}: validation PSNR {m['psnr']:.2f} dB, "
                           f"this run's best {best:.2f} dB. "

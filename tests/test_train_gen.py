@@ -115,3 +115,8 @@ def test_divergence_stops_without_saving(cache, tmp_path):
         _run(tmp_path, cache, 10**9, lr=10.0)
     assert not (tmp_path / "last.pt").exists()
     assert not (tmp_path / "lf-compact-256.safetensors").exists()
+    # --diverge-db 0: no guard, the run goes on to its step count and saves
+    from lf_core.model import DEFAULT_WEIGHTS
+
+    start = json.loads(load_checkpoint(DEFAULT_WEIGHTS).meta["train"])["step"]
+    assert _run(tmp_path / "b", cache, start + 4, lr=10.0, diverge_db=0)["step"] == start + 4
