@@ -378,15 +378,16 @@ def train(cfg: TrainConfig, log=print):
 
         if step % cfg.val_every == 0:
             metrics = evaluate(G, E, val)
-            guard(metrics)
             log(json.dumps({"step": step, "seen": seen, **metrics,
                             "elapsed_h": round((elapsed + time.time() - t0) / 3600, 3)}))
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps({"step": step, "seen": seen, **metrics}) + "\n")
+            guard(metrics)  # after the log: a divergence is on record
         if time.time() - last_ckpt > cfg.ckpt_minutes * 60:
             elapsed += time.time() - t0
-            metrics = evaluate(G, E, val)
-            guard(metrics)
+            if step % cfg.val_every:  # not validated at this very step
+                metrics = evaluate(G, E, val)
+                guard(metrics)
             t0 = last_ckpt = time.time()
             save(metrics)
             saved = step

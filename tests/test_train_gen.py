@@ -115,6 +115,7 @@ def test_divergence_stops_without_saving(cache, tmp_path):
         _run(tmp_path, cache, 10**9, lr=10.0)
     assert not (tmp_path / "last.pt").exists()
     assert not (tmp_path / "lf-compact-256.safetensors").exists()
+    assert (tmp_path / "log.jsonl").read_text().strip()  # the collapse is on record
     # --diverge-db 0: no guard, the run goes on to its step count and saves
     from lf_core.model import DEFAULT_WEIGHTS
 
