@@ -305,6 +305,11 @@ def get_aligner() -> FaceAligner:
         return _aligner
 
 
+def mirror(crops) -> np.ndarray:
+    """Aligned crops flipped left-right: (..., H, W, 3) -> the same shape, contiguous."""
+    return np.ascontiguousarray(np.asarray(crops)[..., ::-1, :])
+
+
 def align(image, size: int = 256, max_faces: int = 4) -> list[Face]:
     """Detect, landmark and FFHQ-align every face in image (array, path, bytes or PIL).
 

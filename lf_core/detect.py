@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import invert as inv
-from .align import align
+from .align import align, mirror
 from .classify import decide, likelihood_ratio, load_classifier, mean_logit, two_views
 from .errors import LFError, NoFaceError, WeightsError
 from .io import load_image, read_video, video_info
@@ -125,8 +125,8 @@ def as_detector(detector):
 def mirror_code(model, crop):
     """Encoder-only W+ codes (N, 14, 512) of aligned crops (N, 256, 256, 3), or of one
     (256, 256, 3) as N = 1, flipped left-right."""
-    flipped = np.flip(np.asarray(crop), axis=-2)  # W is the second-to-last axis
-    return inv.encode(model, np.ascontiguousarray(flipped.reshape(-1, *flipped.shape[-3:])))
+    flipped = mirror(crop)
+    return inv.encode(model, flipped.reshape(-1, *flipped.shape[-3:]))
 
 
 def classify(w, detector=None, prior_fake=0.5, w_mirror=None) -> Verdict:

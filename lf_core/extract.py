@@ -315,9 +315,10 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
                 np.zeros((0, *projector.code_shape), np.float32)
             codes = _as_stored(codes)
             views = {}
-            if mirror:  # the same faces flipped left-right: (n, H, W, 3), W reversed
-                views["mirror"] = _as_stored(projector.project(np.ascontiguousarray(
-                    crops[:, :, ::-1]))) if len(crops) else codes
+            if mirror:  # the same faces flipped left-right
+                from .align import mirror as flip
+                views["mirror"] = _as_stored(projector.project(flip(crops))) if len(crops) \
+                    else codes
             atomic_savez(
                 _chunk_path(out, start), start=np.int64(start), stop=np.int64(stop),
                 codes=codes,
