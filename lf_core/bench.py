@@ -653,6 +653,18 @@ def _wall(res) -> str:
             f"{runs[-1]['date']})")
 
 
+def _stale_generator(res) -> list[str]:
+    """The StyleGAN code kinds of a run made with other weights than the shipped default."""
+    from .model import DEFAULT_WEIGHTS
+    from .projectors import file_digest
+
+    now = file_digest(DEFAULT_WEIGHTS)
+    return [k for k, c in res["codes"].items()
+            if (c.get("identity") or {}).get("kind") == "stylegan" and now
+            and DEFAULT_WEIGHTS.name in (c.get("name") or "")
+            and c["identity"].get("weights_sha256") != now]
+
+
 def _section_md(res, out_dir: Path) -> list[str]:
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
@@ -664,10 +676,17 @@ def _section_md(res, out_dir: Path) -> list[str]:
          "computed beside other jobs (e.g. a generator training) show slower times.", ""]
     if res.get("command"):
         L += ["```bash", res["command"], "```", ""]
+    stale = _stale_generator(res)
+    if stale:
+        L += [f"**Stale for the shipped generator:** the StyleGAN rows ({', '.join(stale)}) "
+              f"were computed with an earlier `weights/lf-compact-256.safetensors`; rerun the "
+              "command above to refresh them (the other rows do not depend on it).", ""]
     L += ["### Codes", "", "| projector | faces | not aligned | s / face (decode + align + project) |",
           "|---|---|---|---|"]
     for k, c in res["codes"].items():
-        L.append(f"| {c.get('name') or k} | {c['n']} | {c['n_failed']} | {c['s_per_face']:.3f} |")
+        sha = (c.get("identity") or {}).get("weights_sha256")
+        name = (c.get("name") or k) + (f" (sha256 {sha[:8]})" if sha else "")
+        L.append(f"| {name} | {c['n']} | {c['n_failed']} | {c['s_per_face']:.3f} |")
     L += ["", "### Table 1: test split (group-disjoint)", "",
           "| projector | classifier | accuracy | balanced acc. | ROC AUC | EER | train faces "
           "| train time (s) | inference (ms / face) |", "|---|---|---|---|---|---|---|---|---|"]

@@ -102,3 +102,12 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     run_bench(cfg)
     res = json.loads((tmp_path / "out" / "results" / "tiny.json").read_text())
     assert res["fewshot"]["cnn/meso4"][-1]["roc_auc"] == 0.123
+
+    # RESULTS.md names the generator's sha256 and says when a run's StyleGAN rows were made
+    # with weights other than the shipped ones
+    from lf_core.bench import write_report
+    assert "Stale" not in md.read_text() and "(sha256 " in md.read_text()
+    res["codes"]["stylegan"]["identity"]["weights_sha256"] = "older"
+    (tmp_path / "out" / "results" / "tiny.json").write_text(json.dumps(res))
+    text = write_report(tmp_path / "out").read_text()
+    assert "Stale for the shipped generator:** the StyleGAN rows (stylegan) " in text
