@@ -6,7 +6,7 @@
 
 Reads an `lf bench` work folder (its codes-stylegan, encoder-only, and codes-crops, the
 aligned faces those codes were made from), encodes every face mirrored left-right (about
-2 min for 12,000 faces; cached in WORK/mirror-codes.npy), and prints on the test split:
+2 min for 12,000 faces; cached in WORK/mirror-codes-SHA.npy, SHA the generator's), and prints on the test split:
 ROC AUC on the faces, on their mirrors, and on the mean of the two logits (test-time
 augmentation), with how often the verdict (p_fake >= 0.5) differs between a face and its
 mirror. A mirrored face is the same face: a sound detector should not change its mind.
@@ -36,14 +36,16 @@ from lf_core.detect import mirror_code  # noqa: E402
 from lf_core.evaluate import bootstrap_auc, ci95  # noqa: E402
 from lf_core.extract import load_codes  # noqa: E402
 from lf_core.model import load_model  # noqa: E402
+from lf_core.projectors import file_digest  # noqa: E402
 
 
 def mirror_codes(work: Path, crops, batch=32) -> np.ndarray:
-    """(N, 14, 512) encoder-only codes of the crops flipped left-right (cached)."""
-    path = work / "mirror-codes.npy"
+    """(N, 14, 512) encoder-only codes of the crops flipped left-right (cached per generator:
+    other weights make other codes)."""
+    model = load_model()
+    path = work / f"mirror-codes-{file_digest(model.path)}.npy"
     if path.exists():
         return np.load(path)
-    model = load_model()
     t, out = time.perf_counter(), []
     for i in range(0, len(crops), batch):
         out.append(mirror_code(model, crops[i:i + batch]))
