@@ -685,7 +685,10 @@ def _section_md(res, out_dir: Path) -> list[str]:
           "|---|---|---|---|"]
     for k, c in res["codes"].items():
         sha = (c.get("identity") or {}).get("weights_sha256")
-        name = (c.get("name") or k) + (f" (sha256 {sha[:8]})" if sha else "")
+        name = c.get("name") or k
+        if sha:  # "stylegan (encoder only, FILE)" -> "stylegan (encoder only, FILE, sha256 ...)"
+            name = f"{name[:-1]}, sha256 {sha[:8]})" if name.endswith(")") else f"{name} (sha256 {sha[:8]})"
+
         L.append(f"| {name} | {c['n']} | {c['n_failed']} | {c['s_per_face']:.3f} |")
     L += ["", "### Table 1: test split (group-disjoint)", "",
           "| projector | classifier | accuracy | balanced acc. | ROC AUC | EER | train faces "

@@ -106,7 +106,7 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     # RESULTS.md names the generator's sha256 and says when a run's StyleGAN rows were made
     # with weights other than the shipped ones
     from lf_core.bench import write_report
-    assert "Stale" not in md.read_text() and "(sha256 " in md.read_text()
+    assert "Stale" not in md.read_text() and ", sha256 " in md.read_text()
     res["codes"]["stylegan"]["identity"]["weights_sha256"] = "older"
     (tmp_path / "out" / "results" / "tiny.json").write_text(json.dumps(res))
     text = write_report(tmp_path / "out").read_text()
