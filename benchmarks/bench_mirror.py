@@ -6,9 +6,9 @@
 
 Reads an `lf bench` work folder (its codes-stylegan, encoder-only, and codes-crops, the
 aligned faces those codes were made from), encodes every face mirrored left-right (about
-2 min for 12,000 faces; cached in WORK/mirror-codes-SHA.npy, SHA the generator's), and prints on the test split:
-ROC AUC on the faces, on their mirrors, and on the mean of the two logits (test-time
-augmentation), with how often the verdict (p_fake >= 0.5) differs between a face and its
+2 min for 12,000 faces; cached per generator in WORK/mirror-codes-SHA.npy), and prints on
+the test split: ROC AUC on the faces, on their mirrors, and on the mean of the two logits
+(test-time augmentation), with how often the verdict (p_fake >= 0.5) differs between a face and its
 mirror. A mirrored face is the same face: a sound detector should not change its mind.
 A detector made with `lf extract --mirror` scores the mean of both views, so its verdict
 is the same for a face and its mirror by construction; the single views show what each

@@ -679,7 +679,7 @@ def _section_md(res, out_dir: Path) -> list[str]:
     stale = _stale_generator(res)
     if stale:
         L += [f"**Stale for the shipped generator:** the StyleGAN rows ({', '.join(stale)}) "
-              f"were computed with an earlier `weights/lf-compact-256.safetensors`; rerun the "
+              "were computed with an earlier `weights/lf-compact-256.safetensors`; rerun the "
               "command above to refresh them (the other rows do not depend on it).", ""]
     L += ["### Codes", "", "| projector | faces | not aligned | s / face (decode + align + project) |",
           "|---|---|---|---|"]
@@ -687,8 +687,8 @@ def _section_md(res, out_dir: Path) -> list[str]:
         sha = (c.get("identity") or {}).get("weights_sha256")
         name = c.get("name") or k
         if sha:  # "stylegan (encoder only, FILE)" -> "stylegan (encoder only, FILE, sha256 ...)"
-            name = f"{name[:-1]}, sha256 {sha[:8]})" if name.endswith(")") else f"{name} (sha256 {sha[:8]})"
-
+            name = (f"{name[:-1]}, sha256 {sha[:8]})" if name.endswith(")")
+                    else f"{name} (sha256 {sha[:8]})")
         L.append(f"| {name} | {c['n']} | {c['n_failed']} | {c['s_per_face']:.3f} |")
     L += ["", "### Table 1: test split (group-disjoint)", "",
           "| projector | classifier | accuracy | balanced acc. | ROC AUC | EER | train faces "
