@@ -8,9 +8,9 @@ Reads an `lf bench` work folder (its codes-stylegan, encoder-only, and codes-cro
 aligned faces those codes were made from), encodes every face mirrored left-right (about
 2 min for 12,000 faces; cached per generator in WORK/mirror-codes-SHA.npy), and prints on
 the test split: ROC AUC on the faces, on their mirrors, and on the mean of the two logits
-(test-time augmentation), with how often the verdict (p_fake >= 0.5) differs between a face and its
-mirror. A mirrored face is the same face: a sound detector should not change its mind.
-A detector made with `lf extract --mirror` scores the mean of both views, so its verdict
+(test-time augmentation), with how often the verdict (p_fake >= 0.5) differs between a
+face and its mirror. A mirrored face is the same face: a sound detector should not change
+its mind. A detector made with `lf extract --mirror` scores the mean of both views, so its verdict
 is the same for a face and its mirror by construction; the single views show what each
 alone would say. --augment also fits the detector's recipe (MLP-2, --members nets) on the train faces
 plus their mirrors and reports the same figures, with paired bootstrap intervals (over

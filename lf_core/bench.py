@@ -678,8 +678,10 @@ def _section_md(res, out_dir: Path) -> list[str]:
         L += ["```bash", res["command"], "```", ""]
     stale = _stale_generator(res)
     if stale:
+        from .model import DEFAULT_WEIGHTS
+
         L += [f"**Stale for the shipped generator:** the StyleGAN rows ({', '.join(stale)}) "
-              "were computed with an earlier `weights/lf-compact-256.safetensors`; rerun the "
+              f"were computed with an earlier `weights/{DEFAULT_WEIGHTS.name}`; rerun the "
               "command above to refresh them (the other rows do not depend on it).", ""]
     L += ["### Codes", "", "| projector | faces | not aligned | s / face (decode + align + project) |",
           "|---|---|---|---|"]
