@@ -114,7 +114,10 @@ def test_cnn_baselines_smoke(tmp_path):
     with torch.no_grad():
         assert Xception(width=0.25, middle=1).eval()(torch.zeros(2, 3, 64, 64)).shape == (2,)
         net, size = build("efficientnet_b0", 32)
-        assert net.eval()(torch.zeros(2, 3, 32, 32)).shape == (2,) and size == 32
+        out = net.eval()(torch.randn(2, 3, 32, 32))
+        assert out.shape == (2,) and size == 32
+        # its one-logit head starts at zero (torchvision's U(-1, 1) start never trained)
+        assert torch.equal(out, torch.zeros(2))
     assert build("meso4")[1] == 256
     with pytest.raises(LFError):
         build("resnet")
