@@ -4,11 +4,13 @@
 
 On the fixed validation faces (runs/gen/faces_val.npy, built by `lf train-generator`:
 identities / groups the generator never trained on) it measures, at 256 px:
-  - encoder-only reconstruction PSNR / SSIM (all validation faces),
-  - after `--steps` inversion steps (the first `--inv-faces` faces: CPU time),
+  - encoder-only reconstruction PSNR / SSIM (all validation faces), and after `--passes`
+    encoder refinement passes (w += E(x) - E(G(w)); lf_core/invert.py),
+  - after `--steps` inversion steps (the first `--inv-faces` faces: CPU time), from the
+    encoder's code and from the refined one,
   - the paper's PCA-512 baseline fitted on the same training faces (IncrementalPCA on
     64 x 64 crops, reconstructions resized back to 256 px), on the same faces,
-and writes weights/card_recon.png (faces | encoder-only | k steps | PCA-512) and
+and writes weights/card_recon.png (faces | encoder-only | refined | k steps | PCA-512) and
 weights/card_mixing.png (style mixing: coarse, middle, fine rows of a second face).
 Prints a Markdown table to paste into the card.
 """
@@ -38,6 +40,7 @@ def main():
     ap.add_argument("--weights", default=None)
     ap.add_argument("--inv-faces", type=int, default=16)
     ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--passes", type=int, default=2, help="encoder refinement passes")
     ap.add_argument("--pca-train", type=int, default=4000, help="training faces for PCA")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
@@ -54,6 +57,12 @@ def main():
     p_enc, s_enc = scores(val, enc)
     print(f"encoder-only: {time.perf_counter() - t:.1f} s")
 
+    t = time.perf_counter()
+    ref = np.concatenate([inv.reconstruct(model, inv.encode(model, val[i:i + 16], a.passes))
+                          for i in range(0, len(val), 16)])
+    p_ref, s_ref = scores(val, ref)
+    print(f"encoder + {a.passes} passes: {time.perf_counter() - t:.1f} s")
+
     k = min(a.inv_faces, len(val))
     t = time.perf_counter()
     runs = [inv.run(model, val[i], steps=a.steps) for i in range(k)]
@@ -61,6 +70,10 @@ def main():
     p_inv, s_inv = scores(val[:k], inv_img)
     print(f"{a.steps}-step inversion of {k} faces: {time.perf_counter() - t:.1f} s "
           f"(perceptual term: {runs[0].perceptual})")
+    t = time.perf_counter()
+    p_ri, s_ri = scores(val[:k], np.stack([inv.run(model, val[i], steps=a.steps,
+                                                   passes=a.passes).image for i in range(k)]))
+    print(f"the same from {a.passes} passes: {time.perf_counter() - t:.1f} s")
 
     rng = np.random.default_rng(0)
     idx = np.sort(rng.permutation(len(train))[:a.pca_train])
@@ -71,10 +84,13 @@ def main():
     print(f"PCA-512 fit on {len(idx)} faces + projection: {time.perf_counter() - t:.1f} s")
 
     rows = [("StyleGAN encoder-only", p_enc, s_enc, len(val)),
+            (f"StyleGAN encoder + {a.passes} refinement passes", p_ref, s_ref, len(val)),
             (f"StyleGAN + {a.steps} steps", p_inv, s_inv, k),
+            (f"StyleGAN + {a.passes} passes + {a.steps} steps", p_ri, s_ri, k),
             ("PCA-512 (64 px, resized)", p_pca, s_pca, len(val)),
             (f"PCA-512 on the same {k} faces", p_pca[:k], s_pca[:k], k),
-            (f"StyleGAN encoder-only, same {k} faces", p_enc[:k], s_enc[:k], k)]
+            (f"StyleGAN encoder-only, same {k} faces", p_enc[:k], s_enc[:k], k),
+            (f"StyleGAN encoder + {a.passes} passes, same {k} faces", p_ref[:k], s_ref[:k], k)]
     print("\n| projector | faces | PSNR dB (95% CI) | SSIM (95% CI) |\n|---|---|---|---|")
     for name, p, s, n in rows:
         (pm, pc), (sm, sc) = ci95(p), ci95(s)
@@ -82,7 +98,8 @@ def main():
 
     out = ROOT / "weights"
     n = min(6, k)
-    grid = np.concatenate([np.concatenate(list(g[:n]), 1) for g in (val, enc, inv_img, rec)], 0)
+    cols = (val, enc, ref, inv_img, rec)  # one row of n faces each
+    grid = np.concatenate([np.concatenate(list(g[:n]), 1) for g in cols], 0)
     Image.fromarray(grid).save(out / "card_recon.png")
 
     w = [r.w[0] for r in runs[:4]]  # (14, 512) each
@@ -92,7 +109,8 @@ def main():
         cells = [a_, b_] + [mix(a_[None], b_[None], GROUPS[g])[0] for g in ("coarse", "middle", "fine")]
         rows.append(np.concatenate(list(inv.reconstruct(model, np.stack(cells))), 1))
     Image.fromarray(np.concatenate(rows, 0)).save(out / "card_mixing.png")
-    print(f"\nwrote {out / 'card_recon.png'} (faces | encoder-only | {a.steps} steps | PCA-512) "
+    print(f"\nwrote {out / 'card_recon.png'} (faces | encoder-only | {a.passes} passes | "
+          f"{a.steps} steps | PCA-512) "
           f"and {out / 'card_mixing.png'} (A | B | A with B's coarse | middle | fine rows)")
 
 

@@ -51,7 +51,7 @@ def cmd_invert(a):
 
     model = load_model(a.weights)
     face = align(load_image(a.image), max_faces=1)[0]
-    r = invert.run(model, face.crop, steps=a.steps, seed=a.seed)
+    r = invert.run(model, face.crop, steps=a.steps, seed=a.seed, passes=_passes(a))
     atomic_npz(a.output, w=r.w, steps=r.steps, psnr=r.psnr, weights=model.name)
     if a.recon:
         save_image(r.image, a.recon)
@@ -127,7 +127,8 @@ def cmd_extract(a):
 
         if a.steps < 0:
             raise SystemExit(_usage_error(f"--steps must be >= 0, got {a.steps}"))
-        proj = StyleGANProjector(load_model(a.weights), steps=a.steps)
+        proj = StyleGANProjector(load_model(a.weights), steps=a.steps,
+                                 **({"passes": _passes(a)} if a.passes else {}))
     elif a.projector == "vqvae":
         proj = VQVAEProjector.from_file(a.projector_file)
     elif a.projector == "crops":
@@ -265,6 +266,17 @@ def cmd_bench(a):
     return 0
 
 
+PASSES_HELP = ("encoder refinement passes before the steps, w += E(x) - E(G(w)): about "
+               "+0.9 dB PSNR for 2 passes (~50 ms each); the default detector is trained "
+               "on 0")
+
+
+def _passes(a) -> int:
+    if a.passes < 0:
+        raise SystemExit(_usage_error(f"--passes must be >= 0, got {a.passes}"))
+    return a.passes
+
+
 def _run_args(s, out, batch, lr):
     """The options every resumable training command shares."""
     s.add_argument("--out", default=out, help="run folder (checkpoint, log, exported file)")
@@ -293,6 +305,7 @@ def parser():
     s = sub.add_parser("invert", help="invert the largest face into W+ (1, 14, 512)")
     s.add_argument("image")
     s.add_argument("--steps", type=int, default=100, help="0 = encoder only")
+    s.add_argument("--passes", type=int, default=0, help=PASSES_HELP)
     s.add_argument("-o", "--output", required=True, help=".npz with w (1, 14, 512)")
     s.add_argument("--recon", help="also write the reconstruction G(w) here")
     s.add_argument("--weights", help="generator checkpoint (default: embedded model)")
@@ -346,6 +359,7 @@ def parser():
                    "trained by lf train-vqvae; crops: the aligned faces themselves, for the CNN "
                    "baselines (lf train --classifier meso4|efficientnet_b0|xception)")
     s.add_argument("--steps", type=int, default=0, help="stylegan: inversion steps (0 = encoder only)")
+    s.add_argument("--passes", type=int, default=0, help="stylegan: " + PASSES_HELP)
     s.add_argument("--weights", help="stylegan: generator checkpoint (default: embedded model)")
     s.add_argument("--components", type=int, default=512, help="pca: number of components")
     s.add_argument("--pca-size", type=int, default=64, help="pca: crops downsampled to this size")

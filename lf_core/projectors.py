@@ -152,7 +152,8 @@ def file_digest(path, n=16) -> str | None:
 class StyleGANProjector(Projector):
     """W+ codes (N, 14, 512) by lf_core.invert: encoder only (steps=0) or the encoder then
     `steps` optimisation steps per face (invert.run_batch: a few faces per batch, each code
-    as invert.run would give it alone; `invert_kw` goes to it, e.g. lr, a_dom, seed).
+    as invert.run would give it alone; `invert_kw` goes to it, e.g. lr, a_dom, seed, or
+    passes: encoder refinement passes, which apply with steps=0 too).
 
     meta() names the weights file and its sha256 prefix: codes from another weights file
     (the embedded generator is retrained from time to time) are not comparable.
@@ -176,6 +177,8 @@ class StyleGANProjector(Projector):
     @property
     def name(self):
         how = "encoder only" if self.steps == 0 else f"{self.steps} inversion steps"
+        k = self.invert_kw.get("passes", 0)
+        how += f", {k} refinement passes" if k else ""
         return f"stylegan ({how}, {Path(self.model.path).name})"
 
     @property
@@ -201,7 +204,8 @@ class StyleGANProjector(Projector):
         if len(crops) == 0:
             return np.zeros((0, *self.code_shape), np.float32)
         if self.steps == 0:
-            out = [invert.encode(self.model, crops[i:i + self.batch])
+            out = [invert.encode(self.model, crops[i:i + self.batch],
+                                 self.invert_kw.get("passes", 0))
                    for i in range(0, len(crops), self.batch)]
             return np.concatenate(out).astype(np.float32, copy=False)
         out = [invert.run_batch(self.model, crops[i:i + self.batch], steps=self.steps,

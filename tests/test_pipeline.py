@@ -61,6 +61,27 @@ def test_batched_inversion_equals_one_at_a_time(model, dfdc_pairs):
     assert np.array_equal(invert.run_batch(model, crops, steps=0), w0)
 
 
+def test_refinement_passes(model, dfdc_pairs):
+    """w += E(x) - E(G(w)): no gradient, yet G(w) comes closer to the face (validation
+    faces: +0.9 dB for two passes, weights/README.md); every entry point agrees."""
+    from lf_core.losses import image_scores
+    from lf_core.projectors import StyleGANProjector
+
+    crops = np.stack([align(load_image(p[0]), max_faces=1)[0].crop for p in dfdc_pairs[:4]])
+    w0, w2 = invert.encode(model, crops), invert.encode(model, crops, passes=2)
+    p0 = image_scores(crops, invert.reconstruct(model, w0))[0]
+    p2 = image_scores(crops, invert.reconstruct(model, w2))[0]
+    assert p2.mean() > p0.mean() + 0.2, (p0, p2)
+    assert np.allclose(invert.run(model, crops[0], steps=0, passes=2).w, w2[:1], atol=1e-5)
+    assert np.array_equal(invert.run_batch(model, crops, steps=0, passes=2), w2)
+    proj = StyleGANProjector(model, passes=2)
+    assert "2 refinement passes" in proj.name and proj.identity()["invert_kw"] == {"passes": 2}
+    assert np.allclose(proj.project(crops), w2, atol=1e-5)
+    assert StyleGANProjector(model).identity()["invert_kw"] == {}  # old codes stay comparable
+    with pytest.raises(ValueError):
+        invert.encode(model, crops, passes=-1)
+
+
 def test_reconstruct_shapes(model):
     w = np.repeat(model.w_avg.numpy()[None], 2, 0)  # (2, 14, 512)
     img = invert.reconstruct(model, w)
