@@ -49,9 +49,10 @@ def cmd_invert(a):
     from .io import load_image, save_image
     from .model import load_model
 
+    passes = _passes(a)
     model = load_model(a.weights)
     face = align(load_image(a.image), max_faces=1)[0]
-    r = invert.run(model, face.crop, steps=a.steps, seed=a.seed, passes=_passes(a))
+    r = invert.run(model, face.crop, steps=a.steps, seed=a.seed, passes=passes)
     atomic_npz(a.output, w=r.w, steps=r.steps, psnr=r.psnr, weights=model.name)
     if a.recon:
         save_image(r.image, a.recon)

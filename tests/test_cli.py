@@ -84,6 +84,14 @@ def test_align_invert_predict_json(tmp_path, face_jpg, detector_path, capsys):
     assert main(["invert", str(face_jpg), "--steps", "2", "-o", str(tmp_path / "w.npz"),
                  "--recon", str(tmp_path / "r.png")]) == 0
     assert np.load(tmp_path / "w.npz")["w"].shape == (1, 14, 512)
+    for passes in ("0", "2"):  # refinement passes: another code, no gradient step
+        assert main(["invert", str(face_jpg), "--steps", "0", "--passes", passes,
+                     "-o", str(tmp_path / f"p{passes}.npz")]) == 0
+    p0, p2 = np.load(tmp_path / "p0.npz"), np.load(tmp_path / "p2.npz")
+    assert int(p2["steps"]) == 0 and np.abs(p2["w"] - p0["w"]).mean() > 1e-3
+    with pytest.raises(SystemExit) as e:
+        main(["invert", str(face_jpg), "--passes", "-1", "-o", str(tmp_path / "x.npz")])
+    assert e.value.code == 2 and "--passes" in capsys.readouterr().err
     capsys.readouterr()
     assert main(["predict", str(face_jpg), "--steps", "1", "--prior", "0.2", "--json",
                  "--detector", str(detector_path)]) == 0
