@@ -3,7 +3,8 @@
     python benchmarks/bench_core.py [--runs 7] [--threads 2] [--image PATH]
 
 Stages: decode (JPEG -> RGB), align (mediapipe + FFHQ warp), encode (encoder, 1 face),
-generate (G forward, 1 code), perceptual term (the inversion's perceptual loss alone,
+refine pass (one encoder refinement pass, w += E(x) - E(G(w)): `--passes`), generate (G
+forward, 1 code), perceptual term (the inversion's perceptual loss alone,
 forward + backward: 1 - MS-SSIM, or LPIPS where its backbone is installed), invert step
 (one Adam step: G forward + backward + the perceptual term, the domain term on every 4th
 step; mean of 8), classify (the detector on one code), and the step per face of a batched
@@ -76,6 +77,8 @@ def main():
         "decode": timeit(lambda: load_image(a.image), a.runs),
         "align": timeit(lambda: align(img, max_faces=1), a.runs),
         "encode": timeit(encode_only, a.runs),
+        "refine pass": max(0.0, timeit(lambda: inv.encode(model, crop[None], 2), a.runs)
+                           - timeit(encode_only, a.runs)) / 2,
         "generate": timeit(lambda: inv.reconstruct(model, w), a.runs),
         "perceptual term": timeit(perceptual_term, a.runs),
         # one inversion step = ((encode + k steps + final render) - (encode + final render)) / k
