@@ -73,12 +73,12 @@ def main():
         y = y0.clone().requires_grad_(True)
         perc(y, x).sum().backward()
 
+    enc = timeit(encode_only, a.runs)
     rows = {
         "decode": timeit(lambda: load_image(a.image), a.runs),
         "align": timeit(lambda: align(img, max_faces=1), a.runs),
-        "encode": timeit(encode_only, a.runs),
-        "refine pass": max(0.0, timeit(lambda: inv.encode(model, crop[None], 2), a.runs)
-                           - timeit(encode_only, a.runs)) / 2,
+        "encode": enc,
+        "refine pass": max(0.0, timeit(lambda: inv.encode(model, crop[None], 2), a.runs) - enc) / 2,
         "generate": timeit(lambda: inv.reconstruct(model, w), a.runs),
         "perceptual term": timeit(perceptual_term, a.runs),
         # one inversion step = ((encode + k steps + final render) - (encode + final render)) / k

@@ -128,8 +128,7 @@ def cmd_extract(a):
 
         if a.steps < 0:
             raise SystemExit(_usage_error(f"--steps must be >= 0, got {a.steps}"))
-        proj = StyleGANProjector(load_model(a.weights), steps=a.steps,
-                                 **({"passes": _passes(a)} if a.passes else {}))
+        proj = StyleGANProjector(load_model(a.weights), steps=a.steps, passes=_passes(a))
     elif a.projector == "vqvae":
         proj = VQVAEProjector.from_file(a.projector_file)
     elif a.projector == "crops":

@@ -171,7 +171,8 @@ class StyleGANProjector(Projector):
         self.model = model
         self.steps = int(steps)
         self.batch = max(1, int(batch))
-        self.invert_kw = dict(invert_kw)
+        # passes=0 is the default: left out, so the identity of such codes stays as it was
+        self.invert_kw = {k: v for k, v in invert_kw.items() if (k, v) != ("passes", 0)}
         self._digest = None
 
     @property
