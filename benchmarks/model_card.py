@@ -1,6 +1,6 @@
 """Numbers and pictures for weights/README.md (the embedded model's card).
 
-    python benchmarks/model_card.py --cache runs/gen [--weights W] [--inv-faces 16] [--steps 100]
+    python benchmarks/model_card.py --cache runs/gen [--weights W] [--inv-faces 96] [--steps 100]
 
 On the fixed validation faces (runs/gen/faces_val.npy, built by `lf train-generator`:
 identities / groups the generator never trained on) it measures, at 256 px:
@@ -9,7 +9,8 @@ identities / groups the generator never trained on) it measures, at 256 px:
   - after `--steps` inversion steps (the first `--inv-faces` faces: CPU time), from the
     encoder's code and from the refined one,
   - the paper's PCA-512 baseline fitted on the same training faces (IncrementalPCA on
-    64 x 64 crops, reconstructions resized back to 256 px), on the same faces,
+    64 x 64 crops, reconstructions resized back to 256 px), on the same faces, and each
+    StyleGAN row minus PCA-512 face by face (paired differences, mean with a 95% CI),
 and writes weights/card_recon.png (faces | encoder-only | refined | k steps | PCA-512) and
 weights/card_mixing.png (style mixing: coarse, middle, fine rows of a second face).
 Prints a Markdown table to paste into the card.
@@ -38,7 +39,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cache", default="runs/gen")
     ap.add_argument("--weights", default=None)
-    ap.add_argument("--inv-faces", type=int, default=16)
+    ap.add_argument("--inv-faces", type=int, default=96)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--passes", type=int, default=2, help="encoder refinement passes")
     ap.add_argument("--pca-train", type=int, default=4000, help="training faces for PCA")
@@ -95,6 +96,15 @@ def main():
     for name, p, s, n in rows:
         (pm, pc), (sm, sc) = ci95(p), ci95(s)
         print(f"| {name} | {n} | {pm:.2f} ± {pc:.2f} | {sm:.3f} ± {sc:.3f} |")
+
+    # side by side: each face against its own PCA-512 reconstruction (paired differences)
+    paired = [("encoder-only", p_enc, s_enc), (f"encoder + {a.passes} passes", p_ref, s_ref),
+              (f"{a.steps} steps", p_inv, s_inv), (f"{a.passes} passes + {a.steps} steps", p_ri, s_ri)]
+    print("\n| StyleGAN minus PCA-512, same faces | faces | PSNR dB (95% CI) | SSIM (95% CI) |"
+          "\n|---|---|---|---|")
+    for name, p, s in paired:
+        (pm, pc), (sm, sc) = ci95(p - p_pca[:len(p)]), ci95(s - s_pca[:len(s)])
+        print(f"| {name} | {len(p)} | {pm:+.2f} ± {pc:.2f} | {sm:+.3f} ± {sc:.3f} |")
 
     out = ROOT / "weights"
     n = min(6, k)
