@@ -19,6 +19,9 @@ average (per-face spread ~1.5 px centre, ~3.5% scale).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -157,6 +160,37 @@ def _pad_blend(out: np.ndarray, M: np.ndarray, hw: tuple, pad: tuple, blur: floa
 # ---------------------------------------------------------------- detection + landmarks
 
 
+@contextlib.contextmanager
+def _native_logs_hidden():
+    """mediapipe's C++ graphs write log lines to file descriptor 2 when they are built and
+    first run (TFLite's XNNPACK delegate, absl, feedback tensors): noise in every `lf`
+    command. Send fd 2 to /dev/null for that moment; Python's own errors are raised after
+    it is back. LF_NATIVE_LOGS=1 keeps them."""
+    if os.environ.get("LF_NATIVE_LOGS") == "1":
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError):  # no fd 2 (some embedded runtimes): nothing to hide
+        yield
+        return
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def _warmed(graph):
+    """A mediapipe graph after one run on a blank image, its first-run logs hidden."""
+    with _native_logs_hidden():
+        graph.process(np.full((64, 64, 3), 128, np.uint8))
+    return graph
+
+
 class FaceAligner:
     """Holds the mediapipe graphs (built on first use). Thread-safe: one call at a time."""
 
@@ -164,77 +198,89 @@ class FaceAligner:
         self.lock = threading.Lock()
         self._graphs = None
         self._mesh_whole = {}  # max_num_faces -> FaceMesh on whole images
+        self._face_seen = False  # mediapipe's one-time log lines are behind us
 
     def _build(self):
-        import mediapipe as mp
+        with _native_logs_hidden():
+            import mediapipe as mp
 
-        face_detection, face_mesh = mp.solutions.face_detection, mp.solutions.face_mesh
-
-        self.face_mesh = face_mesh
-        far = face_detection.FaceDetection(model_selection=1, min_detection_confidence=DET_CONF)
-        near = face_detection.FaceDetection(model_selection=0, min_detection_confidence=MESH_CONF)
-        mesh_crop = face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=2, min_detection_confidence=MESH_CONF,
-            min_tracking_confidence=PRESENCE,
-        )
-        self._graphs = far, near, mesh_crop
+            face_detection, face_mesh = mp.solutions.face_detection, mp.solutions.face_mesh
+            self.face_mesh = face_mesh
+            far = face_detection.FaceDetection(model_selection=1, min_detection_confidence=DET_CONF)
+            near = face_detection.FaceDetection(model_selection=0, min_detection_confidence=MESH_CONF)
+            mesh_crop = face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=2, min_detection_confidence=MESH_CONF,
+                min_tracking_confidence=PRESENCE,
+            )
+        self._graphs = tuple(_warmed(g) for g in (far, near, mesh_crop))
 
     def _mesh(self, n: int):
         if n not in self._mesh_whole:
-            self._mesh_whole[n] = self.face_mesh.FaceMesh(
-                static_image_mode=True, max_num_faces=n, min_detection_confidence=MESH_CONF,
-                min_tracking_confidence=PRESENCE,
-            )
+            with _native_logs_hidden():
+                mesh = self.face_mesh.FaceMesh(
+                    static_image_mode=True, max_num_faces=n, min_detection_confidence=MESH_CONF,
+                    min_tracking_confidence=PRESENCE,
+                )
+            self._mesh_whole[n] = _warmed(mesh)
         return self._mesh_whole[n]
 
     def landmarks(self, img: np.ndarray, max_faces: int = 4) -> list[tuple[np.ndarray, float]]:
         """img (H, W, 3) uint8 RGB -> [(lm (468, 2) float32 source pixels, score)], unsorted."""
-        H, W = img.shape[:2]
-        img = np.ascontiguousarray(img)
         with self.lock:
             if self._graphs is None:
                 self._build()
-            far, near, mesh_crop = self._graphs
+            if self._face_seen:
+                return self._landmarks(np.ascontiguousarray(img), max_faces)
+            # the mesh logs one more line on the first face it finds: hidden too
+            with _native_logs_hidden():
+                found = self._landmarks(np.ascontiguousarray(img), max_faces)
+            self._face_seen = bool(found)
+            return found
 
-            # 1-2. full-range detector, then the mesh on each detection's expanded crop
-            found = []
-            for score, (bx, by, bw, bh) in _detections(far.process(img), W, H)[:max_faces]:
-                cx, cy, s = bx + bw / 2, by + bh / 2, max(bw, bh) * 2.0
-                x0, y0 = max(int(cx - s / 2), 0), max(int(cy - s / 2), 0)
-                x1, y1 = min(int(cx + s / 2), W), min(int(cy + s / 2), H)
-                if x1 - x0 < 8 or y1 - y0 < 8:
-                    continue
-                crop, k = img[y0:y1, x0:x1], 1.0
-                if max(crop.shape[:2]) > 384:  # the mesh works at 192 px: no need for more
-                    k = 384 / max(crop.shape[:2])
-                    crop = cv2.resize(crop, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
-                res = mesh_crop.process(np.ascontiguousarray(crop))
-                lms = _mesh_points(res, crop.shape[1], crop.shape[0])
-                if not lms:
-                    continue
-                lms = [(lm + 0.5) / k - 0.5 + (x0, y0) for lm in lms]
-                # the face nearest the detection's centre
-                lm = min(lms, key=lambda p: np.hypot(*(p.mean(0) - (cx, cy))))
-                found.append((lm.astype(np.float32), score))
+    def _landmarks(self, img, max_faces):
+        """landmarks() under the lock."""
+        H, W = img.shape[:2]
+        far, near, mesh_crop = self._graphs
 
-            # 3. close-ups: mesh on the whole image, scored by the short-range detector.
-            # A face that overflows the frame is missed by the mesh's own detector: retry
-            # on the image inside a grey border (half its size), where the face is whole.
-            if not found:
-                k = max(H, W) // 2
-                for pad in (0, k):
-                    im = img if not pad else cv2.copyMakeBorder(
-                        img, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(128, 128, 128))
-                    h, w = im.shape[:2]
-                    lms = _mesh_points(self._mesh(max_faces).process(im), w, h)
-                    if lms:
-                        break
-                dets = _detections(near.process(im), w, h) if lms else []
-                for lm in lms:
-                    box = (*lm.min(0), *lm.max(0))
-                    ious = [_iou(box, (x, y, x + w, y + h)) for _, (x, y, w, h) in dets]
-                    score = dets[int(np.argmax(ious))][0] if ious and max(ious) > 0.3 else MESH_CONF
-                    found.append(((lm - pad).astype(np.float32), score))
+        # 1-2. full-range detector, then the mesh on each detection's expanded crop
+        found = []
+        for score, (bx, by, bw, bh) in _detections(far.process(img), W, H)[:max_faces]:
+            cx, cy, s = bx + bw / 2, by + bh / 2, max(bw, bh) * 2.0
+            x0, y0 = max(int(cx - s / 2), 0), max(int(cy - s / 2), 0)
+            x1, y1 = min(int(cx + s / 2), W), min(int(cy + s / 2), H)
+            if x1 - x0 < 8 or y1 - y0 < 8:
+                continue
+            crop, k = img[y0:y1, x0:x1], 1.0
+            if max(crop.shape[:2]) > 384:  # the mesh works at 192 px: no need for more
+                k = 384 / max(crop.shape[:2])
+                crop = cv2.resize(crop, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+            res = mesh_crop.process(np.ascontiguousarray(crop))
+            lms = _mesh_points(res, crop.shape[1], crop.shape[0])
+            if not lms:
+                continue
+            lms = [(lm + 0.5) / k - 0.5 + (x0, y0) for lm in lms]
+            # the face nearest the detection's centre
+            lm = min(lms, key=lambda p: np.hypot(*(p.mean(0) - (cx, cy))))
+            found.append((lm.astype(np.float32), score))
+
+        # 3. close-ups: mesh on the whole image, scored by the short-range detector.
+        # A face that overflows the frame is missed by the mesh's own detector: retry
+        # on the image inside a grey border (half its size), where the face is whole.
+        if not found:
+            k = max(H, W) // 2
+            for pad in (0, k):
+                im = img if not pad else cv2.copyMakeBorder(
+                    img, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+                h, w = im.shape[:2]
+                lms = _mesh_points(self._mesh(max_faces).process(im), w, h)
+                if lms:
+                    break
+            dets = _detections(near.process(im), w, h) if lms else []
+            for lm in lms:
+                box = (*lm.min(0), *lm.max(0))
+                ious = [_iou(box, (x, y, x + w, y + h)) for _, (x, y, w, h) in dets]
+                score = dets[int(np.argmax(ious))][0] if ious and max(ious) > 0.3 else MESH_CONF
+                found.append(((lm - pad).astype(np.float32), score))
         return found
 
     def align(self, image, size: int = 256, max_faces: int = 4) -> list[Face]:

@@ -111,6 +111,17 @@ def test_subprocess_exit_code_and_help(tmp_path, detector_path):
     assert "exit codes" in r.stdout
 
 
+def test_align_says_nothing_else(tmp_path, face_jpg):
+    """mediapipe's C++ log lines (TFLite delegate, absl, feedback tensors, the mesh's first
+    face) stay out of a command's stderr: it holds only what lf itself says."""
+    env = {k: v for k, v in os.environ.items() if k != "LF_NATIVE_LOGS"}
+    r = subprocess.run([sys.executable, "-m", "lf_core.cli", "align", str(face_jpg), "-o",
+                        str(tmp_path / "a.png")], capture_output=True, text=True, timeout=300,
+                       env=env)
+    assert r.returncode == 0 and (tmp_path / "a.png").exists() and "face 0" in r.stdout
+    assert r.stderr == ""
+
+
 @pytest.mark.parametrize("flag", [["--members", "3"], ["--half"]])
 def test_mlp_only_train_options_refused_for_forest(tmp_path, capsys, flag):
     with pytest.raises(SystemExit) as e:
