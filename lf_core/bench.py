@@ -92,6 +92,7 @@ class BenchConfig:
     channel_classifiers: tuple = ("rf", "mlp5")
     channel_rf_trees: int = 300  # per-row forests (14 of them): fewer trees, stated
     fewshot_groups: tuple = (50, 100, 500, 0)  # 0: all training groups
+    fewshot_draws: int = 5  # draws of the groups (and fit seed) per size below all
     seeds: int = 3  # fits of the best latent row (seed, seed + 1, ...) for its seed spread
     cnn_seeds: int = 3  # the same for the best CNN (each fit costs a CNN training)
     bootstrap: int = 2000  # resamples of the test groups for the AUC intervals
@@ -389,7 +390,9 @@ def _take_groups(tr, n, seed):
 
 
 def section_fewshot(cfg, store, codes, table):
-    """Test accuracy against the number of training groups, best latent row and best CNN."""
+    """Test accuracy against the number of training groups, best latent row and best CNN.
+    Each size below all is drawn `fewshot_draws` times (draw d: groups and fit seed
+    cfg.seed + d); both rows get the same groups in a draw, so they compare draw by draw."""
     out = {}
     best_lat = _best_latent(table)
     best_cnn = _best(table, lambda k: k.startswith("cnn/"))
@@ -403,15 +406,50 @@ def section_fewshot(cfg, store, codes, table):
                             **_point(table[row], ("eer", "n", "n_train"))})
                 continue
 
-            def run(n=n, row=row, tr=tr, te=te):
-                sub = _take_groups(tr, n, cfg.seed)
+            def run(n=n, row=row, tr=tr, te=te, seed=cfg.seed):
+                sub = _take_groups(tr, n, seed)
                 if len(np.unique(sub.labels)) < 2:
                     return None
                 return {"groups": int(len(np.unique(sub.groups))), "n_train": len(sub),
-                        **_refit(cfg, row, sub, te, cfg.seed)}
-            pts.append(store.get(f"fewshot/{row}/{n}", run))
+                        **_refit(cfg, row, sub, te, seed)}
+            # draw 0 keeps the key it had before draws existed (caches stay valid)
+            draws = [store.get(f"fewshot/{row}/{n}" + (f"/draw{d}" if d else ""),
+                               lambda d=d, run=run: run(seed=cfg.seed + d))
+                     for d in range(max(1, cfg.fewshot_draws))]
+            draws = [p for p in draws if p]
+            if draws:
+                pts.append(_mean_point(draws))
         if any(pts):
             out[row] = [p for p in pts if p]
+    return out
+
+
+def _mean_point(draws: list[dict]) -> dict:
+    """Draws of one few-shot size -> their mean figures, with every draw's kept."""
+    mean = {k: float(np.mean([d[k] for d in draws if d.get(k) is not None]))
+            for k in ("accuracy", "balanced_accuracy", "roc_auc", "n_train")
+            if any(d.get(k) is not None for d in draws)}
+    return {"groups": draws[0]["groups"], **mean, "n_train": int(round(mean["n_train"])),
+            "draws": [{k: d.get(k) for k in ("n_train", "accuracy", "roc_auc")} for d in draws]}
+
+
+def fewshot_paired(fewshot: dict) -> list[dict]:
+    """Latent row minus CNN row, draw by draw (same training groups), per few-shot size."""
+    lat = [r for r in fewshot if not r.startswith("cnn/")]
+    cnn = [r for r in fewshot if r.startswith("cnn/")]
+    if not (lat and cnn):
+        return []
+    by_n = {p["groups"]: p for p in fewshot[cnn[0]]}
+    out = []
+    for p in fewshot[lat[0]]:
+        q = by_n.get(p["groups"])
+        if not (q and p.get("draws") and q.get("draws")):
+            continue
+        d = [a["roc_auc"] - b["roc_auc"] for a, b in zip(p["draws"], q["draws"])
+             if a.get("roc_auc") is not None and b.get("roc_auc") is not None]
+        if d:
+            out.append({"groups": p["groups"], "latent": lat[0], "cnn": cnn[0], "diffs": d,
+                        "mean": float(np.mean(d)), "ahead": int(sum(x > 0 for x in d))})
     return out
 
 
@@ -604,8 +642,14 @@ def _figures(res, fig_dir: Path) -> dict:
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
         for ax, (key, name) in zip(axes, METRICS):
             for row, pts in fs.items():
-                ax.plot([p["groups"] for p in pts], [p.get(key) or np.nan for p in pts], "o-",
-                        label=row)
+                x = [p["groups"] for p in pts]
+                y = [p.get(key) or np.nan for p in pts]
+                ax.plot(x, y, "o-", label=row)
+                # every draw's own figure, where a size was drawn more than once
+                dx = [p["groups"] for p in pts for d in p.get("draws", ()) if len(p["draws"]) > 1]
+                dy = [d.get(key) or np.nan for p in pts for d in p.get("draws", ())
+                      if len(p["draws"]) > 1]
+                ax.plot(dx, dy, ".", color=ax.lines[-1].get_color(), alpha=0.5)
             ax.set_xscale("log")
             ax.axhline(0.5, color="grey", lw=0.8, ls="--")
             ax.set_xlabel("training groups (source videos)")
@@ -750,11 +794,22 @@ def _section_md(res, out_dir: Path) -> list[str]:
                                     if "rf" in ch else ""), ""]
     if "fewshot" in figs:
         L += ["### Few-shot", "", f"![few-shot](figures/{figs['fewshot'].name})", "",
-              "| detector | groups | train faces | accuracy | ROC AUC |", "|---|---|---|---|---|"]
+              "| detector | groups | draws | train faces | accuracy | ROC AUC | AUC of each draw |",
+              "|---|---|---|---|---|---|---|"]
         for row, pts in res["fewshot"].items():
             for p in pts:
-                L.append(f"| {row} | {p['groups']} | {p['n_train']} | {_f(p['accuracy'])} | "
-                         f"{_f(p['roc_auc'])} |")
+                each = ", ".join(_f(d.get("roc_auc")) for d in p.get("draws", ()))
+                L.append(f"| {row} | {p['groups']} | {len(p.get('draws', ())) or 1} | "
+                         f"{p['n_train']} | {_f(p['accuracy'])} | {_f(p['roc_auc'])} | "
+                         f"{each or 'Table 1'} |")
+        L += ["", "Below all groups, each size is drawn several times (other groups and fit "
+              "seed per draw; accuracy and AUC are the draws' means). All groups: Table 1's fit."]
+        paired = fewshot_paired(res["fewshot"])
+        if paired:
+            L += ["", f"Paired by draw (the same training groups), {paired[0]['latent']} minus "
+                  f"{paired[0]['cnn']}, test AUC: " + "; ".join(
+                      f"{d['groups']} groups {d['mean']:+.3f} (ahead in {d['ahead']} of "
+                      f"{len(d['diffs'])} draws)" for d in paired) + "."]
         L.append("")
     L += _chance_md(res)
     return L

@@ -259,7 +259,8 @@ def cmd_bench(a):
         recon_steps=a.recon_steps, recon_steps_faces=a.recon_steps_faces,
         channel_rf_trees=a.channel_rf_trees,
         channel_classifiers=_names(a.channel_classifiers),
-        fewshot_groups=tuple(int(g) for g in _names(a.fewshot)), seeds=a.seeds,
+        fewshot_groups=tuple(int(g) for g in _names(a.fewshot)),
+        fewshot_draws=a.fewshot_draws, seeds=a.seeds,
         cnn_seeds=a.cnn_seeds,
         bootstrap=a.bootstrap, seed=a.seed, redo=_names(a.redo or ""))
     print(run_bench(cfg))
@@ -452,6 +453,8 @@ def parser():
     s.add_argument("--channel-classifiers", default="rf,mlp5",
                    help="classifiers of the per-row accuracy ('' for none)")
     s.add_argument("--fewshot", default="50,100,500,0", help="training groups; 0 = all")
+    s.add_argument("--fewshot-draws", type=int, default=5,
+                   help="draws of the groups per few-shot size (all groups: one fit)")
     s.add_argument("--seeds", type=int, default=3,
                    help="fits of the best latent row for its seed spread (1: none)")
     s.add_argument("--cnn-seeds", type=int, default=3,

@@ -34,7 +34,8 @@ def test_bench_tiny(tiny_manifest, tmp_path):
                       out_dir=str(tmp_path / "out"), projectors=("stylegan", "stylegan-2", "pca"),
                       pca_components=8, classifiers=("lr", "mlp2"), cnns=("meso4",),
                       cnn_epochs=1, rf_trees=5, recon_faces=6, recon_steps=2,
-                      recon_steps_faces=1, channel_classifiers=("lr",), fewshot_groups=(4, 0))
+                      recon_steps_faces=1, channel_classifiers=("lr",), fewshot_groups=(4, 0),
+                      fewshot_draws=2)
     md = run_bench(cfg)
     res = json.loads((tmp_path / "out" / "results" / "tiny.json").read_text())
     assert set(res["table"]) == {"stylegan/lr", "stylegan/mlp2", "stylegan-2/lr", "stylegan-2/mlp2",
@@ -51,8 +52,15 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     assert {k.split("/")[0] for k in res["fewshot"]} == {"stylegan", "cnn"}
     for row, pts in res["fewshot"].items():  # all groups: Table 1's own fit, not a second one
         assert pts[-1]["roc_auc"] == res["table"][row]["roc_auc"]
+        # 4 groups drawn twice (other groups, other seed): the point is the draws' mean
+        d = pts[0]["draws"]
+        assert len(d) == 2 and pts[0]["roc_auc"] == pytest.approx(np.mean([x["roc_auc"] for x in d]))
+    from lf_core.bench import fewshot_paired
+    (pair,) = fewshot_paired(res["fewshot"])  # latent minus CNN, draw by draw
+    assert pair["groups"] == 4 and len(pair["diffs"]) == 2 and pair["cnn"] == "cnn/meso4"
     text = md.read_text()
     assert "| stylegan (2 steps) | lr |" in text
+    assert "Paired by draw (the same training groups)" in text
     for heading in ("Table 1", "Reconstruction quality", "per W+ row", "Few-shot"):
         assert heading.lower() in text.lower()
     assert "LPIPS" in text  # either a column or the plain statement that it is not reported
