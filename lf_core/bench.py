@@ -417,8 +417,8 @@ def section_fewshot(cfg, store, codes, table):
                                lambda d=d, run=run: run(seed=cfg.seed + d))
                      for d in range(max(1, cfg.fewshot_draws))]
             draws = [p for p in draws if p]
-            if draws:
-                pts.append(_mean_point(draws))
+            if draws:  # + which pool the groups were drawn from (the pairing checks it)
+                pts.append({**_mean_point(draws), "pool": _groups_sha(tr.groups)})
         if any(pts):
             out[row] = [p for p in pts if p]
     return out
@@ -433,8 +433,16 @@ def _mean_point(draws: list[dict]) -> dict:
             "draws": [{k: d.get(k) for k in ("n_train", "accuracy", "roc_auc")} for d in draws]}
 
 
+def _groups_sha(groups) -> str:
+    """A short fingerprint of a set of group names."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(map(str, np.unique(groups))).encode()).hexdigest()[:12]
+
+
 def fewshot_paired(fewshot: dict) -> list[dict]:
-    """Latent row minus CNN row, draw by draw (same training groups), per few-shot size."""
+    """Latent row minus CNN row, draw by draw, per few-shot size: only where both drew from
+    the same pool of training groups (then draw d gave both the same groups)."""
     lat = [r for r in fewshot if not r.startswith("cnn/")]
     cnn = [r for r in fewshot if r.startswith("cnn/")]
     if not (lat and cnn):
@@ -443,7 +451,8 @@ def fewshot_paired(fewshot: dict) -> list[dict]:
     out = []
     for p in fewshot[lat[0]]:
         q = by_n.get(p["groups"])
-        if not (q and p.get("draws") and q.get("draws")):
+        if not (q and p.get("draws") and q.get("draws") and p.get("pool")
+                and p["pool"] == q.get("pool")):
             continue
         d = [a["roc_auc"] - b["roc_auc"] for a, b in zip(p["draws"], q["draws"])
              if a.get("roc_auc") is not None and b.get("roc_auc") is not None]
@@ -652,7 +661,7 @@ def _figures(res, fig_dir: Path) -> dict:
                 ax.plot(dx, dy, ".", color=ax.lines[-1].get_color(), alpha=0.5)
             ax.set_xscale("log")
             ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-            ax.set_xlabel("training groups (source videos)")
+            ax.set_xlabel("training groups (source videos, or images if ungrouped)")
             ax.set_ylabel(name)
         axes[0].set_title(f"{res['name']}: few-shot")
         figs["fewshot"] = _save(fig, axes, fig_dir / f"{res['name']}_fewshot.png")

@@ -58,6 +58,9 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     from lf_core.bench import fewshot_paired
     (pair,) = fewshot_paired(res["fewshot"])  # latent minus CNN, draw by draw
     assert pair["groups"] == 4 and len(pair["diffs"]) == 2 and pair["cnn"] == "cnn/meso4"
+    other = json.loads(json.dumps(res["fewshot"]))  # drawn from other pools: not paired
+    other["cnn/meso4"][0]["pool"] = "another"
+    assert fewshot_paired(other) == []
     text = md.read_text()
     assert "| stylegan (2 steps) | lr |" in text
     assert "Paired by draw (the same training groups)" in text
