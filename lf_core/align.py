@@ -184,13 +184,6 @@ def _native_logs_hidden():
         os.close(null)
 
 
-def _warmed(graph):
-    """A mediapipe graph after one run on a blank image, its first-run logs hidden."""
-    with _native_logs_hidden():
-        graph.process(np.full((64, 64, 3), 128, np.uint8))
-    return graph
-
-
 class FaceAligner:
     """Holds the mediapipe graphs (built on first use). Thread-safe: one call at a time."""
 
@@ -198,41 +191,43 @@ class FaceAligner:
         self.lock = threading.Lock()
         self._graphs = None
         self._mesh_whole = {}  # max_num_faces -> FaceMesh on whole images
-        self._face_seen = False  # mediapipe's one-time log lines are behind us
+        self._face_seen = False  # then mediapipe's one-time log lines are behind us
 
     def _build(self):
-        with _native_logs_hidden():
-            import mediapipe as mp
+        import mediapipe as mp
 
-            face_detection, face_mesh = mp.solutions.face_detection, mp.solutions.face_mesh
-            self.face_mesh = face_mesh
-            far = face_detection.FaceDetection(model_selection=1, min_detection_confidence=DET_CONF)
-            near = face_detection.FaceDetection(model_selection=0, min_detection_confidence=MESH_CONF)
-            mesh_crop = face_mesh.FaceMesh(
-                static_image_mode=True, max_num_faces=2, min_detection_confidence=MESH_CONF,
-                min_tracking_confidence=PRESENCE,
-            )
-        self._graphs = tuple(_warmed(g) for g in (far, near, mesh_crop))
+        face_detection, face_mesh = mp.solutions.face_detection, mp.solutions.face_mesh
+
+        self.face_mesh = face_mesh
+        far = face_detection.FaceDetection(model_selection=1, min_detection_confidence=DET_CONF)
+        near = face_detection.FaceDetection(model_selection=0, min_detection_confidence=MESH_CONF)
+        mesh_crop = face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=2, min_detection_confidence=MESH_CONF,
+            min_tracking_confidence=PRESENCE,
+        )
+        self._graphs = far, near, mesh_crop
 
     def _mesh(self, n: int):
         if n not in self._mesh_whole:
-            with _native_logs_hidden():
+            with _native_logs_hidden():  # a new graph logs when it is built and first run
                 mesh = self.face_mesh.FaceMesh(
                     static_image_mode=True, max_num_faces=n, min_detection_confidence=MESH_CONF,
                     min_tracking_confidence=PRESENCE,
                 )
-            self._mesh_whole[n] = _warmed(mesh)
+                mesh.process(np.full((64, 64, 3), 128, np.uint8))
+            self._mesh_whole[n] = mesh
         return self._mesh_whole[n]
 
     def landmarks(self, img: np.ndarray, max_faces: int = 4) -> list[tuple[np.ndarray, float]]:
         """img (H, W, 3) uint8 RGB -> [(lm (468, 2) float32 source pixels, score)], unsorted."""
         with self.lock:
-            if self._graphs is None:
-                self._build()
             if self._face_seen:
                 return self._landmarks(np.ascontiguousarray(img), max_faces)
-            # the mesh logs one more line on the first face it finds: hidden too
+            # mediapipe logs when its graphs are built and first run, and on the first face
+            # the mesh finds: all of that happens in here
             with _native_logs_hidden():
+                if self._graphs is None:
+                    self._build()
                 found = self._landmarks(np.ascontiguousarray(img), max_faces)
             self._face_seen = bool(found)
             return found
