@@ -398,6 +398,7 @@ def section_fewshot(cfg, store, codes, table):
     best_cnn = _best(table, lambda k: k.startswith("cnn/"))
     for row in [r for r in (best_lat, best_cnn) if r]:
         tr, te = _train_test(codes, row)
+        pool = _groups_sha(tr.groups)  # which groups the draws come from (the pairing checks it)
         pts = []
         for n in cfg.fewshot_groups:
             if n == 0:  # all groups: Table 1's row as it stands (not a cached copy, which
@@ -417,8 +418,8 @@ def section_fewshot(cfg, store, codes, table):
                                lambda d=d, run=run: run(seed=cfg.seed + d))
                      for d in range(max(1, cfg.fewshot_draws))]
             draws = [p for p in draws if p]
-            if draws:  # + which pool the groups were drawn from (the pairing checks it)
-                pts.append({**_mean_point(draws), "pool": _groups_sha(tr.groups)})
+            if draws:
+                pts.append({**_mean_point(draws), "pool": pool})
         if any(pts):
             out[row] = [p for p in pts if p]
     return out
@@ -655,10 +656,10 @@ def _figures(res, fig_dir: Path) -> dict:
                 y = [p.get(key) or np.nan for p in pts]
                 ax.plot(x, y, "o-", label=row)
                 # every draw's own figure, where a size was drawn more than once
-                dx = [p["groups"] for p in pts for d in p.get("draws", ()) if len(p["draws"]) > 1]
-                dy = [d.get(key) or np.nan for p in pts for d in p.get("draws", ())
-                      if len(p["draws"]) > 1]
-                ax.plot(dx, dy, ".", color=ax.lines[-1].get_color(), alpha=0.5)
+                many = [(p["groups"], d) for p in pts if len(p.get("draws", ())) > 1
+                        for d in p["draws"]]
+                ax.plot([g for g, _ in many], [d.get(key) or np.nan for _, d in many], ".",
+                        color=ax.lines[-1].get_color(), alpha=0.5)
             ax.set_xscale("log")
             ax.axhline(0.5, color="grey", lw=0.8, ls="--")
             ax.set_xlabel("training groups (source videos, or images if ungrouped)")
