@@ -88,7 +88,7 @@ class BenchConfig:
     rf_max_features: str = "sqrt"  # sklearn's default, the closest to the paper (lf train: sqrt/2)
     recon_faces: int = 250
     recon_steps: int = 100  # inversion steps for the "+ k steps" reconstruction row
-    recon_steps_faces: int = 16  # faces for that row (CPU time: ~30 s per face)
+    recon_steps_faces: int = 250  # faces for that row (2-core CPU: ~9 s per face at 100 steps)
     channel_classifiers: tuple = ("rf", "mlp5")
     channel_rf_trees: int = 300  # per-row forests (14 of them): fewer trees, stated
     fewshot_groups: tuple = (50, 100, 500, 0)  # 0: all training groups
@@ -271,9 +271,10 @@ def section_recon(cfg, store, work, codes):
     lp = perceptual()
     out = {}
 
-    def summary(y, x=x):
+    def summary(y, x=x):  # each face's scores too: rows on the same faces are paired
         p, s = image_scores(x, y)
-        r = {"n": len(x), "psnr": mean_ci95(p), "ssim": mean_ci95(s)}
+        r = {"n": len(x), "psnr": mean_ci95(p), "ssim": mean_ci95(s),
+             "psnr_each": np.round(p, 3).tolist(), "ssim_each": np.round(s, 4).tolist()}
         if lp.is_lpips:
             import torch
 
@@ -298,14 +299,36 @@ def section_recon(cfg, store, work, codes):
             return {kind: summary(y)}
         out.update(store.get(f"recon/{kind}", run))
     if "stylegan" in codes and cfg.recon_steps and cfg.recon_steps_faces:
+        k = min(cfg.recon_steps_faces, len(x))  # the first k of the faces above
+
         def run():
             proj = load_projector(Path(codes["stylegan"]["folder"]) / "projector.safetensors")
-            k = min(cfg.recon_steps_faces, len(x))
+            _log(f"reconstruction: {k} faces x {cfg.recon_steps} inversion steps")
             y = inv.reconstruct(proj.model, inv.run_batch(proj.model, x[:k], steps=cfg.recon_steps))
             return {f"encoder + {cfg.recon_steps} steps": summary(y, x[:k])}
-        out.update(store.get("recon/stylegan/steps", run))
+        out.update(store.get(f"recon/stylegan/{cfg.recon_steps}-steps/{k}-faces", run))
     out["_perceptual"] = lp.name
     return out
+
+
+def _recon_paired(rec, ours) -> list[str]:
+    """Report lines: each StyleGAN row minus each other projector, face by face (the rows
+    score the same faces in the same order; a k-face row pairs with the first k)."""
+    from .losses import mean_ci95
+
+    rows = []
+    for a in [k for k in ours if "psnr_each" in rec.get(k, {})]:
+        for b in [k for k in rec if k not in ours and "psnr_each" in rec[k]]:
+            n = min(rec[a]["n"], rec[b]["n"])
+            d = {m: mean_ci95(np.subtract(rec[a][f"{m}_each"][:n], rec[b][f"{m}_each"][:n]))
+                 for m in ("psnr", "ssim")}
+            rows.append(f"| stylegan {a} minus {b} | {n} | {d['psnr'][0]:+.2f} ± "
+                        f"{d['psnr'][1]:.2f} | {d['ssim'][0]:+.3f} ± {d['ssim'][1]:.3f} |")
+    if not rows:
+        return []
+    return ["", "Side by side: each face against its own reconstruction by another projector "
+            "(paired differences over the same faces, mean ± 95% CI):", "",
+            "| | faces | PSNR dB | SSIM |", "|---|---|---|---|", *rows]
 
 
 def _resize(imgs, size):
@@ -785,9 +808,11 @@ def _section_md(res, out_dir: Path) -> list[str]:
             name = f"stylegan {k}" if k in first else k
             L.append(f"| {name} | {v['n']} | {_ci(v['psnr'])} | {_ci(v['ssim'], 3)} |"
                      + (f" {_ci(v.get('lpips'), 3)} |" if has_lp else ""))
+        L += _recon_paired(rec, first)
         if not has_lp:
             L += ["", f"LPIPS: not reported (its VGG backbone is not installed; the inversion "
-                  f"used {res['recon'].get('_perceptual')}). PSNR and SSIM need no download."]
+                  f"used {str(res['recon'].get('_perceptual')).split(' (')[0]}). PSNR and SSIM need "
+                  "no download."]
         L.append("")
     if "channels" in figs:
         ch = res["channels"]

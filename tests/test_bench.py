@@ -67,6 +67,10 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     for heading in ("Table 1", "Reconstruction quality", "per W+ row", "Few-shot"):
         assert heading.lower() in text.lower()
     assert "LPIPS" in text  # either a column or the plain statement that it is not reported
+    # each face against its own PCA reconstruction: the k-step row pairs with the first k
+    d = np.subtract(rec["encoder-only"]["psnr_each"], rec["pca"]["psnr_each"])
+    assert f"| stylegan encoder-only minus pca | 6 | {d.mean():+.2f} ± " in text
+    assert "| stylegan encoder + 2 steps minus pca | 1 | " in text
     # a CNN whose held-out loss was still falling at the epoch cap is said to be so
     assert res["table"]["cnn/meso4"]["best_epoch"] == 1
     assert "meso4's held-out loss was lowest at its last epoch (1)" in text
