@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -235,8 +236,12 @@ class CNNDetector:
     def __repr__(self):
         return f"CNNDetector({self.arch}, {self.input_size} px, {self.n_parameters / 1e6:.2f}M params)"
 
-    def fit(self, crops, y, groups=None, log=None, progress: bool = False) -> "CNNDetector":
-        """progress: a tqdm bar per epoch on stderr (crops/s, ETA)."""
+    def fit(self, crops, y, groups=None, log=None, progress: bool = False,
+            checkpoint=None) -> "CNNDetector":
+        """progress: a tqdm bar per epoch on stderr (crops/s, ETA). checkpoint: a file
+        written after every epoch (weights, optimiser, random states); a fit given an
+        existing one goes on from it, to the same weights as a fit never stopped, and one
+        with a larger max_epochs trains on from where it ended."""
         from tqdm import tqdm
 
         from .classify import _as_labels, _holdout_split, fit_early_stopping
@@ -255,6 +260,14 @@ class CNNDetector:
         t0 = time.perf_counter()
 
         epochs = [0]
+        ck = _Checkpoint(checkpoint, self, crops, y)
+        resume = ck.load(net, opt, rng)
+        if resume:
+            epochs[0], t0 = len(resume["history"]), t0 - resume["seconds"]
+            (log or (lambda m: None))(
+                f"{self.arch}: going on from {checkpoint} after epoch {epochs[0]} (of "
+                f"{self.max_epochs})" + ("; early stopping had ended that fit, so it is "
+                                         "kept as it was" if resume["stopped"] else ""))
 
         def epoch():
             order = rng.permutation(train)
@@ -284,7 +297,9 @@ class CNNDetector:
 
         info = fit_early_stopping(net, epoch, lambda: self._loss(crops[val], yt[val], loss_fn),
                                   self.max_epochs, self.patience, has_val=len(val) > 0,
-                                  log=show if log else None)
+                                  log=show if log else None, resume=resume,
+                                  after_epoch=lambda st: ck.save(st, net, opt, rng,
+                                                                 time.perf_counter() - t0))
         self.train_fake_share_ = float(y.mean())
         self.train_info_ = {"n_train": int(len(train)), "n_val": int(len(val)), **info,
                             "fit_seconds": round(time.perf_counter() - t0, 2), "device": self.device,
@@ -350,6 +365,46 @@ class CNNDetector:
         return det
 
 
+class _Checkpoint:
+    """A CNN fit's state after an epoch, in one torch file of our own (loaded with
+    weights_only): the net, Adam, the numpy and torch random states, the early-stopping
+    loop's state. It is only resumed by a fit with the same settings and data."""
+
+    def __init__(self, path, det, crops, y):
+        self.path = Path(path) if path else None
+        p = det.params()
+        p.pop("max_epochs")  # a larger one trains on
+        self.key = json.dumps({"params": p, "n": len(crops), "n_fake": int(y.sum())},
+                              sort_keys=True)
+
+    def load(self, net, opt, rng) -> dict | None:
+        if self.path is None or not self.path.exists():
+            return None
+        try:
+            c = torch.load(self.path, map_location="cpu", weights_only=True)
+            if c["key"] != self.key:
+                raise LFError(f"{self.path} is the checkpoint of another fit (other settings "
+                              "or data): delete it to start afresh")
+            net.load_state_dict(c["net"])
+            opt.load_state_dict(c["opt"])
+            rng.bit_generator.state = json.loads(c["rng"])
+            torch.set_rng_state(c["torch_rng"])
+        except (OSError, RuntimeError, KeyError, pickle.UnpicklingError) as e:
+            raise LFError(f"{self.path}: unreadable checkpoint ({e}); delete it to start "
+                          "afresh") from e
+        return {**c["fit"], "seconds": c["seconds"]}
+
+    def save(self, st, net, opt, rng, seconds):
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        torch.save({"key": self.key, "net": net.state_dict(), "opt": opt.state_dict(),
+                    "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
+                    "fit": st, "seconds": seconds}, tmp)
+        os.replace(tmp, self.path)
+
+
 def load_baseline(path, device: str = "cpu") -> CNNDetector:
     return CNNDetector.load(path, device=device)
 
@@ -371,14 +426,16 @@ def train_baseline(crops_path, arch: str, out, split: str = "train", log=None,
                    progress: bool = False, **kw) -> CNNDetector:
     """Train a baseline on the `split` rows of a crops folder (extract + CropProjector);
     saved at `out` with metrics like lf_core.evaluate.train_detector's. kw: CNNDetector's
-    parameters; progress: a bar per epoch."""
+    parameters; progress: a bar per epoch. A killed fit resumes from OUT's .ckpt file
+    beside it (kept: a later call with more epochs trains on)."""
     log = log or (lambda m: print(m, file=sys.stderr))
     codes, tr = _crops(crops_path, split)
     if len(tr) == 0:
         raise LFError(f"{crops_path}: no labelled face in the {split} split")
     det = CNNDetector(arch, **kw)
-    log(f"training {det!r} from scratch on {len(tr)} crops ({split} split)")
-    det.fit(tr.codes, tr.labels, tr.groups, log=log, progress=progress)
+    ck = Path(out).with_suffix(".ckpt")  # after each epoch; the same command goes on from it
+    log(f"training {det!r} from scratch on {len(tr)} crops ({split} split); checkpoint {ck}")
+    det.fit(tr.codes, tr.labels, tr.groups, log=log, progress=progress, checkpoint=ck)
     m = {"projector": codes.projector, "baseline": arch, "pretrained": False,
          "data": {"codes": str(Path(crops_path).resolve()), "manifest": codes.meta.get("manifest"),
                   "manifest_sha256": codes.meta.get("manifest_sha256")},

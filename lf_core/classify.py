@@ -781,34 +781,41 @@ def _jsonable(v):
     raise TypeError(f"cannot store {type(v).__name__} in classifier metadata")
 
 
-def fit_early_stopping(net, epoch, val_loss, max_epochs, patience, has_val=True, log=None):
+def fit_early_stopping(net, epoch, val_loss, max_epochs, patience, has_val=True, log=None,
+                       resume=None, after_epoch=None):
     """Train `net` by calling epoch() (one pass; may return its mean training loss) up to
     max_epochs times, keeping the weights of the best val_loss() and stopping after
     `patience` epochs without improvement. Without held-out data (has_val False) it runs
-    every epoch and keeps the last weights. Used by the MLPs and the CNN baselines."""
-    best, best_state, best_epoch, history = math.inf, None, 0, []
-    for ep in range(1, max_epochs + 1):
+    every epoch and keeps the last weights. Used by the MLPs and the CNN baselines.
+    after_epoch(s) gets the loop's state after each epoch (history, best, best_epoch,
+    best_state, stopped) to checkpoint it; resume=s goes on from such a state."""
+    s = resume or {"history": [], "best": math.inf, "best_epoch": 0, "best_state": None,
+                   "stopped": False}
+    while len(s["history"]) < max_epochs and not s["stopped"]:
+        ep = len(s["history"]) + 1
         net.train()
         train_loss = epoch()
         if not has_val:
-            best_state, best_epoch = None, ep
-            history.append(None)
-            continue
-        v = val_loss()
-        history.append(round(v, 5))
-        if log:
-            log(ep, train_loss, v)
-        if v < best - 1e-4:
-            best, best_epoch = v, ep
-            best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
-        elif ep - best_epoch >= patience:
-            break
-    if best_state is not None:
-        net.load_state_dict(best_state)
+            s["best_state"], s["best_epoch"] = None, ep
+            s["history"].append(None)
+        else:
+            v = val_loss()
+            s["history"].append(round(v, 5))
+            if log:
+                log(ep, train_loss, v)
+            if v < s["best"] - 1e-4:
+                s["best"], s["best_epoch"] = v, ep
+                s["best_state"] = {k: t.detach().clone() for k, t in net.state_dict().items()}
+            elif ep - s["best_epoch"] >= patience:
+                s["stopped"] = True
+        if after_epoch:
+            after_epoch(s)
+    if s["best_state"] is not None:
+        net.load_state_dict(s["best_state"])
     net.eval()
-    return {"epochs": len(history), "best_epoch": best_epoch,
-            "best_val_loss": round(best, 5) if best < math.inf else None,
-            "val_loss_history": history}
+    return {"epochs": len(s["history"]), "best_epoch": s["best_epoch"],
+            "best_val_loss": round(s["best"], 5) if s["best"] < math.inf else None,
+            "val_loss_history": list(s["history"])}
 
 
 def _read_file(path) -> tuple[dict, dict[str, np.ndarray]]:

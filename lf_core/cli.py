@@ -400,7 +400,9 @@ def parser():
     s.add_argument("--half", action="store_true", help="MLPs: store the weights as float16 "
                    "(half the file; probabilities move by ~1e-4)")
     s.add_argument("--epochs", type=int, help="CNNs: at most this many epochs (default 10; "
-                   "early stopping on 10%% of the training groups)")
+                   "early stopping on 10%% of the training groups). A checkpoint OUTPUT.ckpt "
+                   "is written after each epoch: the same command resumes a killed fit, and "
+                   "one with more epochs trains on")
     s.add_argument("--xception", default="0.5,4", help="CNNs: Xception width,middle blocks "
                    "(default 0.5,4, lf bench's compact variant; 1,8: the full network)")
     s.add_argument("--seed", type=int, default=0)

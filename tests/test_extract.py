@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lf_core import cli
+from lf_core.baselines import load_baseline
 from lf_core.classify import load_classifier
 from lf_core.data import read_manifest, split_of
 from lf_core.errors import LFError
@@ -223,6 +224,11 @@ def test_cli_cnn_baseline(manifest, tmp_path, capsys):
     assert cli.main(["train", str(crops), "--classifier", "meso4", "--epochs", "1",
                      "-o", str(det)]) == 0
     assert "Meso4" in capsys.readouterr().out or det.is_file()
+    # the same command with more epochs trains on from the checkpoint beside the file
+    assert (tmp_path / "meso.ckpt").is_file()
+    assert cli.main(["train", str(crops), "--classifier", "meso4", "--epochs", "2",
+                     "-o", str(det)]) == 0
+    assert "going on from" in capsys.readouterr().err and load_baseline(det).train_info_["epochs"] == 2
     assert cli.main(["evaluate", str(crops), "--detector", str(det), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["classifier"] == "meso4" and out["n"] == len(c.where("test", labelled=True))

@@ -111,6 +111,22 @@ def test_cnn_baselines_smoke(tmp_path):
     np.testing.assert_allclose(back.predict_proba(X), p, atol=1e-6)
     assert back.metrics == {"split": "train"} and back.predict(X).shape == (8,)
 
+    # a fit stopped after epoch 1 and resumed from its checkpoint ends where one never
+    # stopped ends; one asking for more epochs trains on from there
+    kw = dict(input_size=64, batch_size=4, patience=9)
+    straight = CNNDetector("meso4", max_epochs=3, **kw).fit(X, y, groups)
+    ck = tmp_path / "meso.ckpt"
+    CNNDetector("meso4", max_epochs=1, **kw).fit(X, y, groups, checkpoint=ck)
+    CNNDetector("meso4", max_epochs=2, **kw).fit(X, y, groups, checkpoint=ck)
+    logs = []
+    resumed = CNNDetector("meso4", max_epochs=3, **kw).fit(X, y, groups, checkpoint=ck,
+                                                           log=logs.append)
+    assert "going on from" in logs[0] and "after epoch 2 (of 3)" in logs[0]
+    assert resumed.train_info_["val_loss_history"] == straight.train_info_["val_loss_history"]
+    np.testing.assert_array_equal(resumed.predict_proba(X), straight.predict_proba(X))
+    with pytest.raises(LFError, match="checkpoint of another fit"):
+        CNNDetector("meso4", max_epochs=3, seed=1, **kw).fit(X, y, groups, checkpoint=ck)
+
     with torch.no_grad():
         assert Xception(width=0.25, middle=1).eval()(torch.zeros(2, 3, 64, 64)).shape == (2,)
         net, size = build("efficientnet_b0", 32)
