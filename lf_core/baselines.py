@@ -264,6 +264,10 @@ class CNNDetector:
         resume = ck.load(net, opt, rng)
         if resume:
             epochs[0], t0 = len(resume["history"]), t0 - resume["seconds"]
+            if epochs[0] > self.max_epochs:
+                raise LFError(f"{checkpoint} holds {epochs[0]} epochs, more than the "
+                              f"{self.max_epochs} asked for: ask for {epochs[0]} or more, "
+                              "or delete it to start afresh")
             (log or (lambda m: None))(
                 f"{self.arch}: going on from {checkpoint} after epoch {epochs[0]} (of "
                 f"{self.max_epochs})" + ("; early stopping had ended that fit, so it is "
@@ -389,7 +393,8 @@ class _Checkpoint:
             opt.load_state_dict(c["opt"])
             rng.bit_generator.state = json.loads(c["rng"])
             torch.set_rng_state(c["torch_rng"])
-        except (OSError, RuntimeError, KeyError, pickle.UnpicklingError) as e:
+        except (OSError, EOFError, RuntimeError, KeyError, ValueError,
+                pickle.UnpicklingError) as e:
             raise LFError(f"{self.path}: unreadable checkpoint ({e}); delete it to start "
                           "afresh") from e
         return {**c["fit"], "seconds": c["seconds"]}

@@ -124,6 +124,8 @@ def test_cnn_baselines_smoke(tmp_path):
     assert "going on from" in logs[0] and "after epoch 2 (of 3)" in logs[0]
     assert resumed.train_info_["val_loss_history"] == straight.train_info_["val_loss_history"]
     np.testing.assert_array_equal(resumed.predict_proba(X), straight.predict_proba(X))
+    with pytest.raises(LFError, match="holds 3 epochs, more than the 2 asked for"):
+        CNNDetector("meso4", max_epochs=2, **kw).fit(X, y, groups, checkpoint=ck)
     with pytest.raises(LFError, match="checkpoint of another fit"):
         CNNDetector("meso4", max_epochs=3, seed=1, **kw).fit(X, y, groups, checkpoint=ck)
 
