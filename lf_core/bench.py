@@ -494,15 +494,18 @@ def _train_test(codes, row):
     return c.where("train", labelled=True), c.where("test", labelled=True)
 
 
-def _refit(cfg, row, tr, te, seed):
-    """Test metrics of a Table 1 row's classifier fitted again on `tr` with `seed`."""
+def _refit(cfg, row, tr, te, seed, ckpt=None):
+    """Test metrics of a Table 1 row's classifier fitted again on `tr` with `seed`. ckpt: a
+    CNN's checkpoint file (a killed bench goes on from it; removed once the fit is done)."""
     proj, clf = row.split("/")
     if proj == "cnn":
         from .baselines import CNNDetector
 
-        det = CNNDetector(clf, seed=seed, max_epochs=cfg.cnn_epochs,
-                          arch_kw=cfg.cnn_kw.get(clf)).fit(tr.codes, tr.labels, tr.groups)
-        return _test_metrics(det, te)
+        det = CNNDetector(clf, seed=seed, max_epochs=cfg.cnn_epochs, arch_kw=cfg.cnn_kw.get(clf))
+        m = _test_metrics(det.fit(tr.codes, tr.labels, tr.groups, log=_log, checkpoint=ckpt), te)
+        if ckpt:
+            Path(ckpt).unlink(missing_ok=True)
+        return m
     params = _rf_params(cfg, cfg.rf_trees) if clf == "rf" else None
     return _fit_score(clf, tr, te, seed=seed, params=params)
 
@@ -576,7 +579,8 @@ def _seed_spread(cfg, store, codes, table, row, n):
     for seed in range(cfg.seed + 1, cfg.seed + n):
         def run(seed=seed):
             _log(f"seed spread: {row}, seed {seed}")
-            return {"seed": seed, **_point(_refit(cfg, row, tr, te, seed))}
+            ck = store.path.parent / "detectors" / f"{row.replace('/', '-')}-seed{seed}.ckpt"
+            return {"seed": seed, **_point(_refit(cfg, row, tr, te, seed, ck))}
         pts.append(store.get(f"seeds/{row}/{seed}", run))
     auc = np.array([p["roc_auc"] for p in pts], float)
     return {"row": row, "fits": pts, "auc_mean": float(auc.mean()),

@@ -86,6 +86,9 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     cs = sd["cnn"]  # the CNN's spread too: seeds 1 and 2 are new fits, not Table 1's
     assert cs["row"] == "cnn/meso4" and [p["seed"] for p in cs["fits"]] == [0, 1, 2]
     assert cs["fits"][0]["roc_auc"] == res["table"]["cnn/meso4"]["roc_auc"]
+    # the refits' checkpoints (kept only while one runs) are gone; the table fit's stays
+    dets = tmp_path / "work" / "detectors"
+    assert (dets / "cnn-meso4.ckpt").is_file() and not list(dets.glob("*seed*.ckpt"))
     assert "Seed spread of the CNN: cnn/meso4 refitted with 3 seeds" in text
     assert (cmp["latent"], cmp["cnn"]) == (sd["row"], "cnn/meso4") and cmp["resamples"] > 1000
     assert cmp["auc_latent"] == pytest.approx(res["table"][cmp["latent"]]["roc_auc"], abs=1e-4)
