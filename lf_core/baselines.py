@@ -261,17 +261,17 @@ class CNNDetector:
 
         epochs = [0]
         ck = _Checkpoint(checkpoint, self, crops, y)
-        resume = ck.load(net, opt, rng)
+        resume, spent = ck.load(net, opt, rng)
         if resume:
-            epochs[0], t0 = len(resume["history"]), t0 - resume["seconds"]
+            epochs[0], t0 = len(resume["history"]), t0 - spent
             if epochs[0] > self.max_epochs:
                 raise LFError(f"{checkpoint} holds {epochs[0]} epochs, more than the "
                               f"{self.max_epochs} asked for: ask for {epochs[0]} or more, "
                               "or delete it to start afresh")
-            (log or (lambda m: None))(
-                f"{self.arch}: going on from {checkpoint} after epoch {epochs[0]} (of "
-                f"{self.max_epochs})" + ("; early stopping had ended that fit, so it is "
-                                         "kept as it was" if resume["stopped"] else ""))
+            if log:
+                log(f"{self.arch}: going on from {checkpoint} after epoch {epochs[0]} (of "
+                    f"{self.max_epochs})" + ("; early stopping had ended that fit, so it is "
+                                             "kept as it was" if resume["stopped"] else ""))
 
         def epoch():
             order = rng.permutation(train)
@@ -381,9 +381,11 @@ class _Checkpoint:
         self.key = json.dumps({"params": p, "n": len(crops), "n_fake": int(y.sum())},
                               sort_keys=True)
 
-    def load(self, net, opt, rng) -> dict | None:
+    def load(self, net, opt, rng) -> tuple[dict | None, float]:
+        """The early-stopping state and the seconds the fit has taken so far; (None, 0.0)
+        without a checkpoint. net, opt and rng are set to their state in it."""
         if self.path is None or not self.path.exists():
-            return None
+            return None, 0.0
         try:
             c = torch.load(self.path, map_location="cpu", weights_only=True)
             if c["key"] != self.key:
@@ -397,7 +399,7 @@ class _Checkpoint:
                 pickle.UnpicklingError) as e:
             raise LFError(f"{self.path}: unreadable checkpoint ({e}); delete it to start "
                           "afresh") from e
-        return {**c["fit"], "seconds": c["seconds"]}
+        return c["fit"], c["seconds"]
 
     def save(self, st, net, opt, rng, seconds):
         if self.path is None:
