@@ -813,9 +813,8 @@ def _section_md(res, out_dir: Path) -> list[str]:
                      + (f" {_ci(v.get('lpips'), 3)} |" if has_lp else ""))
         L += _recon_paired(rec, first)
         if not has_lp:
-            L += ["", f"LPIPS: not reported (its VGG backbone is not installed; the inversion "
-                  f"used {str(res['recon'].get('_perceptual')).split(' (')[0]}). PSNR and SSIM need "
-                  "no download."]
+            L += ["", f"LPIPS: not reported; the inversion used {res['recon'].get('_perceptual')}. "
+                  "PSNR and SSIM need no download."]
         L.append("")
     if "channels" in figs:
         ch = res["channels"]

@@ -449,7 +449,7 @@ def parser():
                    help="forest features per split (default sqrt, sklearn's: the paper's replication)")
     s.add_argument("--recon-faces", type=int, default=250)
     s.add_argument("--recon-steps", type=int, default=100)
-    s.add_argument("--recon-steps-faces", type=int, default=250,
+    s.add_argument("--recon-steps-faces", type=int, default=BenchConfig.recon_steps_faces,
                    help="faces for the k-step reconstruction row (at 100 steps ~9 s each "
                         "on 2 cores)")
     s.add_argument("--channel-rf-trees", type=int, default=300)
