@@ -1,4 +1,4 @@
-"""Face-found rate and speed of lf_core.align on the shared data sets.
+"""Face-found rate and speed of lf_core.alignment on the shared data sets.
 
     python benchmarks/bench_align.py --limit 300        # a random 300 per set
     python benchmarks/bench_align.py                    # everything (~12k DFDC crops)
@@ -19,7 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lf_core.align import align  # noqa: E402
+from lf_core.alignment import align  # noqa: E402
 from lf_core.errors import NoFaceError  # noqa: E402
 from lf_core.io import load_image  # noqa: E402
 

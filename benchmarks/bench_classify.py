@@ -33,7 +33,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lf_core.bench import machine_line  # noqa: E402
-from lf_core.classify import CLASSIFIERS, load_classifier  # noqa: E402
+from lf_core.classifiers import CLASSIFIERS, load_classifier  # noqa: E402
 from lf_core.cli import _max_features  # noqa: E402  (lf train's parser of the same option)
 
 

@@ -8,7 +8,7 @@ forward, 1 code), perceptual term (the inversion's perceptual loss alone,
 forward + backward: 1 - MS-SSIM, or LPIPS where its backbone is installed), invert step
 (one Adam step: G forward + backward + the perceptual term, the domain term on every 4th
 step; mean of 8), classify (the detector on one code), and the step per face of a batched
-inversion (invert.run_batch, as `lf extract --steps K` runs).
+inversion (inversion.run_batch, as `lf extract --steps K` runs).
 """
 
 import argparse
@@ -22,10 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lf_core import invert as inv  # noqa: E402
-from lf_core.align import align  # noqa: E402
+from lf_core import inversion as inv  # noqa: E402
+from lf_core.alignment import align  # noqa: E402
 from lf_core.bench import machine_line  # noqa: E402
-from lf_core.classify import LogReg  # noqa: E402
+from lf_core.classifiers import LogReg  # noqa: E402
 from lf_core.data import data_dir  # noqa: E402
 from lf_core.io import load_image  # noqa: E402
 from lf_core.losses import perceptual  # noqa: E402

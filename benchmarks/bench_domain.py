@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lf_core import invert as inv  # noqa: E402
+from lf_core import inversion as inv  # noqa: E402
 from lf_core.model import load_model  # noqa: E402
 from lf_core.train_gen import build_cache  # noqa: E402
 

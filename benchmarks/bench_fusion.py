@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lf_core.baselines import load_baseline  # noqa: E402
-from lf_core.classify import load_classifier  # noqa: E402
+from lf_core.classifiers import load_classifier  # noqa: E402
 from lf_core.extract import load_codes  # noqa: E402
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lf_core.bench import machine_line  # noqa: E402
-from lf_core.classify import MLP2, load_classifier, mean_logit, two_views  # noqa: E402
+from lf_core.classifiers import MLP2, load_classifier, mean_logit, two_views  # noqa: E402
 from lf_core.detect import mirror_code  # noqa: E402
 from lf_core.evaluate import bootstrap_auc, ci95  # noqa: E402
 from lf_core.extract import load_codes  # noqa: E402

@@ -35,7 +35,7 @@ def residuals(work: Path, codes, crops, batch=32) -> np.ndarray:
     """(N, 448) residual summaries of each face against G(its code)."""
     import torch
 
-    from lf_core import invert as inv
+    from lf_core import inversion as inv
 
     model = codes.load_projector().model
     path = work / f"residual-{file_digest(model.path)}.npy"

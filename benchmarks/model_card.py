@@ -5,7 +5,7 @@
 On the fixed validation faces (runs/gen/faces_val.npy, built by `lf train-generator`:
 identities / groups the generator never trained on) it measures, at 256 px:
   - encoder-only reconstruction PSNR / SSIM (all validation faces), and after `--passes`
-    encoder refinement passes (w += E(x) - E(G(w)); lf_core/invert.py),
+    encoder refinement passes (w += E(x) - E(G(w)); lf_core/inversion.py),
   - after `--steps` inversion steps (the first `--inv-faces` faces: CPU time), from the
     encoder's code and from the refined one,
   - the paper's PCA-512 baseline fitted on the same training faces (IncrementalPCA on
@@ -28,8 +28,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lf_core import invert as inv  # noqa: E402
-from lf_core.explain import GROUPS, mix  # noqa: E402
+from lf_core import inversion as inv  # noqa: E402
+from lf_core.explainers import GROUPS, mix  # noqa: E402
 from lf_core.losses import image_scores as scores, mean_ci95 as ci95  # noqa: E402
 from lf_core.model import load_model  # noqa: E402
 from lf_core.projectors import PCAProjector  # noqa: E402

@@ -15,12 +15,12 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from lf_core import invert as inv
-from lf_core.align import align
+from lf_core import inversion as inv
+from lf_core.alignment import align
 from lf_core.detect import (VIDEO_RULE, aggregate, classify_face, describe_detector,
                             score_frames, two_views)
 from lf_core.errors import BadInputError, LFError
-from lf_core.explain import GROUPS, channel_labels, explain, mix
+from lf_core.explainers import GROUPS, channel_labels, explain, mix
 from lf_core.io import is_video, load_image, video_info
 from lf_core.losses import perceptual
 from lf_core.quicktrain import quick_train, read_zip

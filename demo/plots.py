@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from lf_core.explain import GROUPS, channel_labels
+from lf_core.explainers import GROUPS, channel_labels
 
 FAKE, REAL, GREY = "#d6336c", "#1c7ed6", "#868e96"
 LOSS_COLOURS = {"pixel": "#1c7ed6", "perceptual": "#f59f00", "domain": "#37b24d", "total": "#495057"}
@@ -92,7 +92,7 @@ def dims_heatmap(att) -> go.Figure:
 
 
 def fake_threshold(prior_fake: float, train_fake_share: float) -> float:
-    """The p_fake above which the prior rule says fake (the rule of lf_core.classify.decide,
+    """The p_fake above which the prior rule says fake (the rule of lf_core.classifiers.decide,
     solved for p): LR = odds(p) / odds(share) >= (1 - prior) / prior."""
     k = (1 - prior_fake) / prior_fake * train_fake_share / (1 - train_fake_share)
     return k / (1 + k)

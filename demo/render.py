@@ -7,7 +7,7 @@ import html
 import cv2
 import numpy as np
 
-from lf_core.classify import decide, likelihood_ratio
+from lf_core.classifiers import decide, likelihood_ratio
 
 from .plots import fake_threshold
 

@@ -68,10 +68,10 @@ def warm_up() -> None:
         try:
             import numpy as np
 
-            from lf_core import invert
+            from lf_core import inversion as inv
 
             crop = np.full((256, 256, 3), 128, np.uint8)
-            invert.run(get_model(Settings.default()), crop, steps=2)
+            inv.run(get_model(Settings.default()), crop, steps=2)
         except Exception as e:  # noqa: BLE001 - the first real request shows the error
             log.info("warm-up skipped: %s", e)
     _LANE.submit(work)

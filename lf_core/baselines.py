@@ -244,7 +244,7 @@ class CNNDetector:
         with a larger max_epochs trains on from where it ended."""
         from tqdm import tqdm
 
-        from .classify import _as_labels, _holdout_split, fit_early_stopping
+        from .classifiers import _as_labels, _holdout_split, fit_early_stopping
 
         crops = _check_crops(crops)
         y = _as_labels(y, len(crops))
@@ -329,7 +329,7 @@ class CNNDetector:
         return np.stack([1 - p, p], axis=1)
 
     def predict(self, crops, prior_fake: float = 0.5) -> np.ndarray:
-        from .classify import decide
+        from .classifiers import decide
 
         p = self.predict_proba(crops)[:, 1]
         return np.asarray(decide(p, prior_fake, self.train_fake_share_)).astype(np.int64).reshape(-1)

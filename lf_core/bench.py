@@ -256,7 +256,7 @@ def section_table(cfg, store, work, codes):
 
 def section_recon(cfg, store, work, codes):
     """PSNR / SSIM (/ LPIPS) of each projector's reconstructions at 256 px."""
-    from . import invert as inv
+    from . import inversion as inv
     from .extract import load_codes
     from .losses import image_scores, mean_ci95, perceptual
     from .projectors import load_projector
@@ -336,7 +336,7 @@ def _resize(imgs, size):
         return imgs
     from torch.nn import functional as F
 
-    from . import invert as inv
+    from . import inversion as inv
 
     x = F.interpolate(inv.to_tensor(imgs), size=(size, size), mode="bicubic", align_corners=False)
     return inv.to_image(x)
@@ -347,7 +347,7 @@ def _rf_params(cfg, trees):
 
 
 def _fit_score(kind, tr, te, channels=None, seed=0, params=None):
-    from .classify import CLASSIFIERS
+    from .classifiers import CLASSIFIERS
 
     clf = CLASSIFIERS[kind](channels=channels, seed=seed, **(params or {}))
     return _test_metrics(clf.fit(tr.codes, tr.labels, groups=tr.groups), te)
@@ -659,7 +659,7 @@ def _figures(res, fig_dir: Path) -> dict:
     ch = res.get("channels") or {}
     if ch:
         fig, axes = plt.subplots(2, 1, figsize=(7, 5.6), sharex=True)
-        from .explain import channel_labels
+        from .explainers import channel_labels
 
         labels = channel_labels()
         n = len(next(iter(ch.values())))
@@ -822,7 +822,7 @@ def _section_md(res, out_dir: Path) -> list[str]:
               f"![per-row accuracy and AUC](figures/{figs['channels'].name})", "",
               "| row | " + " | ".join(f"{k.upper()} acc. | {k.upper()} AUC" for k in ch) + " |",
               "|---|" + "---|---|" * len(ch)]
-        from .explain import channel_labels
+        from .explainers import channel_labels
 
         for i, lab in enumerate(channel_labels()[:len(next(iter(ch.values())))]):
             L.append(f"| {lab} | " + " | ".join(f"{_f(ch[k][i]['accuracy'])} | "

@@ -31,7 +31,7 @@ def atomic_npz(path, **arrays):
 
 
 def cmd_align(a):
-    from .align import align
+    from .alignment import align
     from .io import load_image, save_image
 
     faces = align(load_image(a.image), max_faces=a.max_faces)
@@ -44,15 +44,15 @@ def cmd_align(a):
 
 
 def cmd_invert(a):
-    from . import invert
-    from .align import align
+    from . import inversion as inv
+    from .alignment import align
     from .io import load_image, save_image
     from .model import load_model
 
     passes = _passes(a)
     model = load_model(a.weights)
     face = align(load_image(a.image), max_faces=1)[0]
-    r = invert.run(model, face.crop, steps=a.steps, seed=a.seed, passes=passes)
+    r = inv.run(model, face.crop, steps=a.steps, seed=a.seed, passes=passes)
     atomic_npz(a.output, w=r.w, steps=r.steps, psnr=r.psnr, weights=model.name)
     if a.recon:
         save_image(r.image, a.recon)

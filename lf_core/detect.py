@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import invert as inv
-from .align import align, mirror
-from .classify import decide, likelihood_ratio, load_classifier, mean_logit, two_views
+from . import inversion as inv
+from .alignment import align, mirror
+from .classifiers import decide, likelihood_ratio, load_classifier, mean_logit, two_views
 from .errors import LFError, NoFaceError, WeightsError
 from .io import load_image, read_video, video_info
 from .model import WEIGHTS_DIR, load_model

@@ -175,7 +175,7 @@ def metrics(labels, prob_fake, groups=None, paths=None, threshold: float = 0.5,
 
 def prior_threshold(prior_fake=0.5, train_fake_share=0.5) -> float:
     """The prob_fake threshold equivalent to classify.decide(p, prior_fake, share)."""
-    from .classify import _check_open_unit
+    from .classifiers import _check_open_unit
 
     pi = _check_open_unit("prior_fake", prior_fake)
     s = _check_open_unit("train_fake_share", train_fake_share)
@@ -221,7 +221,7 @@ def train_detector(codes_path, kind: str, out, split: str = "train", channels=No
     (codes folder, manifest, sha256), split, n_train, n_real, n_fake, n_groups, and, when
     training on 'train', the figures on the 'val' split. half: an MLP's weights as float16
     (`LatentClassifier.save`). Returns the classifier."""
-    from .classify import CLASSIFIERS
+    from .classifiers import CLASSIFIERS
 
     log = log or (lambda m: print(m, file=sys.stderr))
     if kind not in CLASSIFIERS:
@@ -275,7 +275,7 @@ def predict_views(det, codes, mirror=None) -> np.ndarray:
     --mirror; mirror=None reads it from the detector's metrics), the mean of the face's and
     its mirror's logits, so that a face and its mirror image get the same score; else the
     face's alone."""
-    from .classify import mean_logit, two_views
+    from .classifiers import mean_logit, two_views
 
     if not (two_views(det) if mirror is None else mirror):
         return det.predict_proba(codes.codes)[:, 1]
@@ -339,7 +339,7 @@ def evaluate_detector(manifest_or_codes, detector, split: str = "test", prior_fa
     align, not scored; listed in `failed`), `predictions` (path, label, group,
     prob_fake, pred) and, with bootstrap = B > 0, roc_auc_ci95: the 95% interval of the
     AUC over B resamples of the source videos (bootstrap_auc)."""
-    from .classify import LatentClassifier, load_classifier
+    from .classifiers import LatentClassifier, load_classifier
     from .extract import extract
 
     log = log or (lambda m: print(m, file=sys.stderr))

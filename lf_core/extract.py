@@ -116,7 +116,7 @@ def load_crop(path, prealigned=False) -> np.ndarray:
             interp = cv2.INTER_AREA if min(img.shape[:2]) > 256 else cv2.INTER_CUBIC
             img = cv2.resize(img, (256, 256), interpolation=interp)
         return img
-    from .align import align
+    from .alignment import align
 
     return align(img, max_faces=1)[0].crop
 
@@ -316,7 +316,7 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
             codes = _as_stored(codes)
             views = {}
             if mirror:  # the same faces flipped left-right
-                from .align import mirror as flip
+                from .alignment import mirror as flip
                 views["mirror"] = _as_stored(projector.project(flip(crops))) if len(crops) \
                     else codes
             atomic_savez(

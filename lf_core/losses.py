@@ -91,7 +91,7 @@ def psnr(a, b, reduce=True):
 
 def image_scores(x, y):
     """PSNR (dB) and SSIM per image of uint8 batches x, y: (N, H, W, 3) -> ((N,), (N,))."""
-    from .invert import to_tensor
+    from .inversion import to_tensor
 
     a, b = to_tensor(x), to_tensor(y)
     return psnr(b, a, reduce=False).numpy(), ssim(b, a, reduce=False).numpy()

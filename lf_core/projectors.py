@@ -150,9 +150,9 @@ def file_digest(path, n=16) -> str | None:
 
 
 class StyleGANProjector(Projector):
-    """W+ codes (N, 14, 512) by lf_core.invert: encoder only (steps=0) or the encoder then
-    `steps` optimisation steps per face (invert.run_batch: a few faces per batch, each code
-    as invert.run would give it alone; `invert_kw` goes to it, e.g. lr, a_dom, seed, or
+    """W+ codes (N, 14, 512) by lf_core.inversion: encoder only (steps=0) or the encoder then
+    `steps` optimisation steps per face (inversion.run_batch: a few faces per batch, each code
+    as inversion.run would give it alone; `invert_kw` goes to it, e.g. lr, a_dom, seed, or
     passes: encoder refinement passes, which apply with steps=0 too).
 
     meta() names the weights file and its sha256 prefix: codes from another weights file
@@ -199,17 +199,17 @@ class StyleGANProjector(Projector):
         return {k: m[k] for k in ("kind", "steps", "weights_sha256", "code_shape", "invert_kw")}
 
     def project(self, crops):
-        from . import invert
+        from . import inversion as inv
 
         crops = check_crops(crops)
         if len(crops) == 0:
             return np.zeros((0, *self.code_shape), np.float32)
         if self.steps == 0:
-            out = [invert.encode(self.model, crops[i:i + self.batch],
+            out = [inv.encode(self.model, crops[i:i + self.batch],
                                  self.invert_kw.get("passes", 0))
                    for i in range(0, len(crops), self.batch)]
             return np.concatenate(out).astype(np.float32, copy=False)
-        out = [invert.run_batch(self.model, crops[i:i + self.batch], steps=self.steps,
+        out = [inv.run_batch(self.model, crops[i:i + self.batch], steps=self.steps,
                                 **self.invert_kw) for i in range(0, len(crops), self.batch)]
         return np.concatenate(out).astype(np.float32, copy=False)
 

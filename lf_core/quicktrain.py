@@ -31,7 +31,7 @@ CLASS_DIRS = {"real": 0, "fake": 1}
 
 @dataclass
 class QuickTrainResult:
-    detector: object  # fitted lf_core.classify classifier
+    detector: object  # fitted lf_core.classifiers classifier
     cv_accuracy: float | None  # mean k-fold accuracy; None when too few images per class
     n_real: int
     n_fake: int
@@ -59,12 +59,12 @@ def quick_train(images, labels, model, kind: str = "lr", folds: int = 5, seed: i
     """images: paths, bytes or arrays; labels: 0 (real) / 1 (fake) per image.
 
     model: an lf_core.model.Model (its encoder gives the codes). kind: a key of
-    lf_core.classify.CLASSIFIERS ("lr", "mlp2", ...). on_progress(done, total) is called
+    lf_core.classifiers.CLASSIFIERS ("lr", "mlp2", ...). on_progress(done, total) is called
     after each image. Raises LFError when fewer than one usable face per class remains.
     """
-    from .align import align
-    from .classify import CLASSIFIERS
-    from .invert import encode
+    from .alignment import align
+    from .classifiers import CLASSIFIERS
+    from .inversion import encode
     from .io import load_image
 
     t0 = time.perf_counter()

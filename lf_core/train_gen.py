@@ -33,7 +33,7 @@ from torch.nn import functional as F
 
 from . import nets
 from .data import data_dir, read_manifest, split_of
-from .invert import to_tensor
+from .inversion import to_tensor
 from .loaders import load_checkpoint
 from .losses import ms_ssim_loss, psnr, ssim
 
@@ -60,7 +60,7 @@ def build_cache(out, split, limit=None, log=print):
     Resumable: progress is kept in out/faces_{split}.partial/ chunk files."""
     from tqdm import tqdm
 
-    from .align import align
+    from .alignment import align
     from .errors import LFError
     from .io import load_image
 

@@ -49,7 +49,7 @@ def model():
 
 @pytest.fixture(scope="session")
 def detector(detector_path):
-    from lf_core.classify import load_classifier
+    from lf_core.classifiers import load_classifier
 
     return load_classifier(detector_path)
 
@@ -58,9 +58,9 @@ def detector(detector_path):
 def detector_path(model, data_dir, tmp_path_factory):
     """A small logistic-regression detector on encoder-only codes of DFDC train-split crops
     (tests need one that is independent of the shipped detector)."""
-    from lf_core import invert
-    from lf_core.align import align
-    from lf_core.classify import LogReg
+    from lf_core import inversion as inv
+    from lf_core.alignment import align
+    from lf_core.classifiers import LogReg
     from lf_core.data import read_manifest, split_of
     from lf_core.errors import NoFaceError
     from lf_core.io import load_image
@@ -75,7 +75,7 @@ def detector_path(model, data_dir, tmp_path_factory):
             ys.append(it.label)
         except NoFaceError:
             pass
-    X = invert.encode(model, np.stack(crops))
+    X = inv.encode(model, np.stack(crops))
     det = LogReg().fit(X, np.array(ys))
     path = tmp_path_factory.mktemp("det") / "det.safetensors"
     det.save(path, metrics={"projector": {"kind": "stylegan", "steps": 0}})

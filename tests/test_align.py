@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lf_core.align import EYE_L, EYE_R, Face, align, crop_matrix, ffhq_quad, warp
+from lf_core.alignment import EYE_L, EYE_R, Face, align, crop_matrix, ffhq_quad, warp
 from lf_core.errors import NoFaceError
 from lf_core.io import load_image, read_video
 

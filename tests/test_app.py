@@ -82,7 +82,7 @@ def test_detect_streams_then_verdict(client):
     print(f"50-step detect: {len(outs)} updates in {time.perf_counter() - t0:.1f} s")
 
     # the prior slider re-decides without re-inverting (same session)
-    from lf_core.classify import decide
+    from lf_core.classifiers import decide
 
     share = 0.5 if "trained with 50%" in final[VERDICT] else None
     t1 = time.perf_counter()
@@ -125,8 +125,8 @@ def test_explore_scores_both_views_with_the_default(model):
     of its mirror image (here: of the face the code draws), as the Detect verdict does."""
     from demo.handlers import _explore
     from demo.state import Settings, get_detector
-    from lf_core import invert as inv
-    from lf_core.align import align
+    from lf_core import inversion as inv
+    from lf_core.alignment import align
     from lf_core.detect import DEFAULT_DETECTOR, classify_face
     from lf_core.io import load_image
 
@@ -227,7 +227,7 @@ def test_train_your_own_then_detect_with_it(client, dfdc_pairs):
     assert "cross-validated accuracy" in report and "real" in report and "fake" in report
     assert source == "My trained detector (this session)"
     path = download if isinstance(download, str) else download.get("value")
-    from lf_core.classify import load_classifier
+    from lf_core.classifiers import load_classifier
 
     det = load_classifier(path)
     assert det.KIND == "lr" and det.metrics["quick_train"]["n_real"] >= 1
@@ -275,7 +275,7 @@ def test_benchmarks_tab_explains_how_to_make_results(client):
 
 
 def test_channel_labels_follow_the_rosinality_layout():
-    from lf_core.explain import channel_labels, layer_resolutions
+    from lf_core.explainers import channel_labels, layer_resolutions
 
     labels = channel_labels()
     assert len(labels) == 14
@@ -285,7 +285,7 @@ def test_channel_labels_follow_the_rosinality_layout():
 
 
 def test_explain_methods_agree_in_sign(detector, model):
-    from lf_core.explain import ChannelAblation, IntegratedGradients, explain, mix
+    from lf_core.explainers import ChannelAblation, IntegratedGradients, explain, mix
 
     rng = np.random.default_rng(0)
     w = (model.w_avg.numpy() + rng.normal(0, 0.5, (14, 512)).astype(np.float32))[None]

@@ -1,4 +1,4 @@
-"""lf_core.classify on synthetic W+ codes whose real/fake signal lives in channels 9-10."""
+"""lf_core.classifiers on synthetic W+ codes whose real/fake signal lives in channels 9-10."""
 
 import json
 import pickle
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from lf_core.classify import (
+from lf_core.classifiers import (
     CLASSIFIERS,
     ClassifierInputError,
     LatentClassifier,
@@ -97,7 +97,7 @@ def test_members_average_the_seeds_nets(data, tmp_path):
     as one file; explain's gradient path sees the same function."""
     import torch
 
-    from lf_core.explain import torch_forward
+    from lf_core.explainers import torch_forward
 
     (X, y), (Xt, yt) = data
     kw = dict(channels=9, max_epochs=2)
@@ -235,7 +235,7 @@ def test_bad_files_are_refused(data, fitted, tmp_path):
 
 
 def test_groups_stay_on_one_side_of_the_mlp_holdout(data):
-    from lf_core.classify import _holdout_split
+    from lf_core.classifiers import _holdout_split
 
     (X, y), (Xt, yt) = data
     groups = np.arange(len(y)) // 10  # e.g. 10 frames per video

@@ -8,7 +8,7 @@ import pytest
 
 from lf_core import cli
 from lf_core.baselines import load_baseline
-from lf_core.classify import load_classifier
+from lf_core.classifiers import load_classifier
 from lf_core.data import read_manifest, split_of
 from lf_core.errors import LFError
 from lf_core.evaluate import METRIC_KEYS, evaluate_detector, metrics, train_detector
@@ -149,7 +149,7 @@ def test_mirror_views(codes_dir, manifest, tmp_path, model):
     trained on both views gives a face and its mirror image the same score."""
     from lf_core.detect import classify_face, mirror_code
     from lf_core.extract import load_crop
-    from lf_core.invert import encode
+    from lf_core.inversion import encode
 
     out = tmp_path / "mirror"
     extract(manifest, StyleGANProjector(model, steps=0), out, batch=4, mirror=True,

@@ -3,17 +3,18 @@
 import numpy as np
 import pytest
 
-from lf_core import detect, invert
-from lf_core.align import align
+from lf_core import detect
+from lf_core import inversion as inv
+from lf_core.alignment import align
 from lf_core.io import load_image
 
 
 def test_encoder_only_and_steps(model, dfdc_pairs):
     real = load_image(dfdc_pairs[0][0])
     face = align(real, max_faces=1)[0]
-    r0 = invert.run(model, face.crop, steps=0)
+    r0 = inv.run(model, face.crop, steps=0)
     assert r0.w.shape == (1, 14, 512) and r0.steps == 0 and np.isfinite(r0.w).all()
-    progress = list(invert.invert(model, face.crop, steps=6, every=3))
+    progress = list(inv.invert(model, face.crop, steps=6, every=3))
     assert [p.step for p in progress] == [0, 1, 2, 3, 4, 5, 6, 6]
     assert sum(p.image is not None for p in progress) >= 3  # step 0, 3, 6 and the end
     r = progress[-1].result
@@ -32,7 +33,7 @@ def test_domain_term_every_kth_step(model, dfdc_pairs):
     calls = []
     h = model.E.register_forward_hook(lambda *a: calls.append(1))
     try:
-        r = invert.run(model, face.crop, steps=6, dom_every=4)
+        r = inv.run(model, face.crop, steps=6, dom_every=4)
     finally:
         h.remove()
     assert len(calls) == 1 + 2  # the encoder's first code, then steps 1 and 5
@@ -42,23 +43,23 @@ def test_domain_term_every_kth_step(model, dfdc_pairs):
 
 def test_invert_is_deterministic(model, dfdc_pairs):
     face = align(load_image(dfdc_pairs[1][0]), max_faces=1)[0]
-    a = invert.run(model, face.crop, steps=3, seed=1)
-    b = invert.run(model, face.crop, steps=3, seed=1)
+    a = inv.run(model, face.crop, steps=3, seed=1)
+    b = inv.run(model, face.crop, steps=3, seed=1)
     np.testing.assert_array_equal(a.w, b.w)
 
 
 def test_batched_inversion_equals_one_at_a_time(model, dfdc_pairs):
     crops = np.stack([align(load_image(p[0]), max_faces=1)[0].crop for p in dfdc_pairs[:2]])
-    w = invert.run_batch(model, crops, steps=5, dom_every=2)  # (2, 14, 512)
-    alone = np.concatenate([invert.run(model, c, steps=5, dom_every=2).w for c in crops])
-    w0 = invert.encode(model, crops)
+    w = inv.run_batch(model, crops, steps=5, dom_every=2)  # (2, 14, 512)
+    alone = np.concatenate([inv.run(model, c, steps=5, dom_every=2).w for c in crops])
+    w0 = inv.encode(model, crops)
     assert w.shape == (2, 14, 512) and np.abs(w - w0).mean() > 1e-3  # the steps moved it
     # the same optimisation; batched convolutions round differently (Adam magnifies that
     # on near-zero gradients), hence a tolerance
     assert np.abs(w - alone).mean() < 0.01 * np.abs(w - w0).mean()  # measured: 0.0012
-    np.testing.assert_array_equal(invert.run_batch(model, crops, steps=5, dom_every=2, chunk=1),
-                                  alone)  # in chunks of one: exactly invert.run
-    assert np.array_equal(invert.run_batch(model, crops, steps=0), w0)
+    np.testing.assert_array_equal(inv.run_batch(model, crops, steps=5, dom_every=2, chunk=1),
+                                  alone)  # in chunks of one: exactly inv.run
+    assert np.array_equal(inv.run_batch(model, crops, steps=0), w0)
 
 
 def test_refinement_passes(model, dfdc_pairs):
@@ -68,31 +69,31 @@ def test_refinement_passes(model, dfdc_pairs):
     from lf_core.projectors import StyleGANProjector
 
     crops = np.stack([align(load_image(p[0]), max_faces=1)[0].crop for p in dfdc_pairs[:4]])
-    w0, w2 = invert.encode(model, crops), invert.encode(model, crops, passes=2)
-    p0 = image_scores(crops, invert.reconstruct(model, w0))[0]
-    p2 = image_scores(crops, invert.reconstruct(model, w2))[0]
+    w0, w2 = inv.encode(model, crops), inv.encode(model, crops, passes=2)
+    p0 = image_scores(crops, inv.reconstruct(model, w0))[0]
+    p2 = image_scores(crops, inv.reconstruct(model, w2))[0]
     assert p2.mean() > p0.mean() + 0.2, (p0, p2)
-    assert np.allclose(invert.run(model, crops[0], steps=0, passes=2).w, w2[:1], atol=1e-5)
-    assert np.array_equal(invert.run_batch(model, crops, steps=0, passes=2), w2)
+    assert np.allclose(inv.run(model, crops[0], steps=0, passes=2).w, w2[:1], atol=1e-5)
+    assert np.array_equal(inv.run_batch(model, crops, steps=0, passes=2), w2)
     proj = StyleGANProjector(model, passes=2)
     assert "2 refinement passes" in proj.name and proj.identity()["invert_kw"] == {"passes": 2}
     assert np.allclose(proj.project(crops), w2, atol=1e-5)
     for same in (StyleGANProjector(model), StyleGANProjector(model, passes=0)):
         assert same.identity()["invert_kw"] == {}  # codes made before passes stay comparable
     with pytest.raises(ValueError):
-        invert.encode(model, crops, passes=-1)
+        inv.encode(model, crops, passes=-1)
 
 
 def test_reconstruct_shapes(model):
     w = np.repeat(model.w_avg.numpy()[None], 2, 0)  # (2, 14, 512)
-    img = invert.reconstruct(model, w)
+    img = inv.reconstruct(model, w)
     assert img.shape == (2, 256, 256, 3) and img.dtype == np.uint8
 
 
 def test_should_stop(model, dfdc_pairs):
     face = align(load_image(dfdc_pairs[0][0]), max_faces=1)[0]
     seen = []
-    for p in invert.invert(model, face.crop, steps=50, should_stop=lambda: len(seen) >= 4):
+    for p in inv.invert(model, face.crop, steps=50, should_stop=lambda: len(seen) >= 4):
         seen.append(p)
     assert seen[-1].result is not None and seen[-1].result.steps < 50
 
@@ -183,3 +184,34 @@ def test_ssim_filter_paths_agree():
     ref = F.conv2d(ref, g[None, None, :, None].expand(6, 1, -1, 1), groups=6)
     torch.testing.assert_close(losses._filter(x), ref, atol=2e-6, rtol=1e-5)
     torch.testing.assert_close(losses._filter(x.double()).float(), ref, atol=2e-6, rtol=1e-5)
+
+
+def test_package_verbs_are_the_functions():
+    """`from lf_core import align, ...` gives the verbs, also once every module is loaded
+    (a submodule named like a verb used to replace it on the package)."""
+    import inspect
+
+    import lf_core.detect  # noqa: F401  (loads alignment, inversion, classifiers)
+    import lf_core.explainers  # noqa: F401
+    from lf_core import align, classify, explain, invert, load_model, reconstruct
+
+    for f in (align, invert, reconstruct, classify, explain, load_model):
+        assert inspect.isfunction(f), f
+
+
+def test_readme_python_example(dfdc_pairs, model, monkeypatch):
+    """The README's Python example runs as written (a DFDC crop for face.jpg, 2 steps)."""
+    import re
+    from pathlib import Path
+
+    import lf_core.model
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    assert "face.jpg" in code and "steps=100" in code
+    code = code.replace('"face.jpg"', repr(str(dfdc_pairs[0][0]))).replace("steps=100", "steps=2")
+    monkeypatch.setattr(lf_core.model, "load_model", lambda *a, **k: model)  # loaded once
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["w"].shape == (1, 14, 512)
+    assert 0 <= scope["verdict"].prob_fake <= 1

@@ -93,7 +93,7 @@ def test_lr_schedule():
 def test_pack_round_trip(cache, tmp_path):
     """--pack-to / --from-pack: the cache as WebP travels to a machine without ../shared."""
     from lf_core.losses import psnr
-    from lf_core.invert import to_tensor
+    from lf_core.inversion import to_tensor
     from lf_core.train_gen import pack_faces, unpack_faces
 
     pack_faces(cache, tmp_path / "faces.npz")

@@ -129,7 +129,7 @@ def torch_logit(detector):
     """A differentiable torch function codes (N, 14, 512) -> logit of p_fake (N,), from the
     classifier's fitted arrays (logistic regression, MLP-2, MLP-5); None when the
     classifier has no gradient (random forest). The detector is not modified."""
-    from .classify import LogReg, _MLP
+    from .classifiers import LogReg, _MLP
 
     if not getattr(detector, "is_fitted", False):
         return None
@@ -355,7 +355,7 @@ def explain(w, detector, method: str = "auto", baseline=None, target: str = "p_f
     """Attributions of the detector's p_fake (or its logit) over the 14 W+ rows and their
     512 dims.
 
-    w: (1, 14, 512) code; detector: a fitted lf_core.classify classifier (or a path);
+    w: (1, 14, 512) code; detector: a fitted lf_core.classifiers classifier (or a path);
     baseline: the reference code (e.g. model.w_avg), default the detector's training mean;
     target: "p_fake" or "logit" (use "logit" when p_fake is saturated at both ends).
     """
