@@ -14,8 +14,9 @@ where it stopped; --redo SECTION recomputes one):
              (and LPIPS only when its backbone is on disk), mean with a 95% CI.
   channels   accuracy of RF and MLP-5 trained on one W+ row at a time (the paper's Fig. 5).
   fewshot    test accuracy against the number of training groups (50, 100, 500, all) for
-             the best StyleGAN-latent classifier (the method; any projector's when no
-             StyleGAN row ran) and the best CNN, each picked on the validation split.
+             every classifier on the best StyleGAN-latent row's codes (the method; any
+             projector's when no StyleGAN row ran) and the best CNN, both picked on the
+             validation split: which classifier suits few faces is not the full data's.
   seeds      the best latent row (--seeds) and the best CNN (--cnn-seeds) refitted with
              other seeds: how much of a difference between rows is one fit's luck.
   compare    (not cached) paired bootstrap over test groups, best latent row vs best CNN.
@@ -412,13 +413,15 @@ def _take_groups(tr, n, seed):
 
 
 def section_fewshot(cfg, store, codes, table):
-    """Test accuracy against the number of training groups, best latent row and best CNN.
-    Each size below all is drawn `fewshot_draws` times (draw d: groups and fit seed
-    cfg.seed + d); both rows get the same groups in a draw, so they compare draw by draw."""
+    """Test accuracy against the number of training groups: every classifier on the best
+    latent row's codes, and the best CNN. Each size below all is drawn `fewshot_draws`
+    times (draw d: groups and fit seed cfg.seed + d); every row gets the same groups in a
+    draw, so they compare draw by draw."""
     out = {}
     best_lat = _best_latent(table)
+    lat = [k for k in table if best_lat and k.split("/")[0] == best_lat.split("/")[0]]
     best_cnn = _best(table, lambda k: k.startswith("cnn/"))
-    for row in [r for r in (best_lat, best_cnn) if r]:
+    for row in lat + [best_cnn] * bool(best_cnn):
         tr, te = _train_test(codes, row)
         pool = _groups_sha(tr.groups)  # which groups the draws come from (the pairing checks it)
         pts = []
@@ -464,15 +467,14 @@ def _groups_sha(groups) -> str:
 
 
 def fewshot_paired(fewshot: dict) -> list[dict]:
-    """Latent row minus CNN row, draw by draw, per few-shot size: only where both drew from
-    the same pool of training groups (then draw d gave both the same groups)."""
-    lat = [r for r in fewshot if not r.startswith("cnn/")]
+    """Each latent row minus the CNN row, draw by draw, per few-shot size: only where both
+    drew from the same pool of training groups (then draw d gave both the same groups)."""
     cnn = [r for r in fewshot if r.startswith("cnn/")]
-    if not (lat and cnn):
+    if not cnn:
         return []
     by_n = {p["groups"]: p for p in fewshot[cnn[0]]}
     out = []
-    for p in fewshot[lat[0]]:
+    for row, p in ((r, p) for r in fewshot if not r.startswith("cnn/") for p in fewshot[r]):
         q = by_n.get(p["groups"])
         if not (q and p.get("draws") and q.get("draws") and p.get("pool")
                 and p["pool"] == q.get("pool")):
@@ -480,7 +482,7 @@ def fewshot_paired(fewshot: dict) -> list[dict]:
         d = [a["roc_auc"] - b["roc_auc"] for a, b in zip(p["draws"], q["draws"])
              if a.get("roc_auc") is not None and b.get("roc_auc") is not None]
         if d:
-            out.append({"groups": p["groups"], "latent": lat[0], "cnn": cnn[0], "diffs": d,
+            out.append({"groups": p["groups"], "latent": row, "cnn": cnn[0], "diffs": d,
                         "mean": float(np.mean(d)), "ahead": int(sum(x > 0 for x in d))})
     return out
 
@@ -843,10 +845,12 @@ def _section_md(res, out_dir: Path) -> list[str]:
               "seed per draw; accuracy and AUC are the draws' means). All groups: Table 1's fit."]
         paired = fewshot_paired(res["fewshot"])
         if paired:
-            L += ["", f"Paired by draw (the same training groups), {paired[0]['latent']} minus "
-                  f"{paired[0]['cnn']}, test AUC: " + "; ".join(
-                      f"{d['groups']} groups {d['mean']:+.3f} (ahead in {d['ahead']} of "
-                      f"{len(d['diffs'])} draws)" for d in paired) + "."]
+            L += ["", f"Paired by draw (the same training groups), minus {paired[0]['cnn']}, "
+                  "test AUC:", ""]
+            for row in dict.fromkeys(d["latent"] for d in paired):
+                L.append(f"- {row}: " + "; ".join(
+                    f"{d['groups']} groups {d['mean']:+.3f} (ahead in {d['ahead']} of "
+                    f"{len(d['diffs'])} draws)" for d in paired if d["latent"] == row) + ".")
         L.append("")
     L += _chance_md(res)
     return L

@@ -48,16 +48,21 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     assert 5 < rec["encoder-only"]["psnr"][0] < 60 and rec["pca"]["ssim"][1] >= 0
     assert len(res["channels"]["lr"]) == 14
     assert all(len(pts) == 2 for pts in res["fewshot"].values())
-    # the method's latent (a StyleGAN row) and the CNN, never a baseline projector's row
-    assert {k.split("/")[0] for k in res["fewshot"]} == {"stylegan", "cnn"}
+    # every classifier on the method's best latent row (a StyleGAN one) and the CNN, never a
+    # baseline projector's row
+    lat = [k for k in res["fewshot"] if not k.startswith("cnn/")]
+    assert len({k.split("/")[0] for k in lat}) == 1 and lat[0].startswith("stylegan")
+    assert sorted(k.split("/")[1] for k in lat) == ["lr", "mlp2"] and "cnn/meso4" in res["fewshot"]
     for row, pts in res["fewshot"].items():  # all groups: Table 1's own fit, not a second one
         assert pts[-1]["roc_auc"] == res["table"][row]["roc_auc"]
         # 4 groups drawn twice (other groups, other seed): the point is the draws' mean
         d = pts[0]["draws"]
         assert len(d) == 2 and pts[0]["roc_auc"] == pytest.approx(np.mean([x["roc_auc"] for x in d]))
     from lf_core.bench import fewshot_paired
-    (pair,) = fewshot_paired(res["fewshot"])  # latent minus CNN, draw by draw
-    assert pair["groups"] == 4 and len(pair["diffs"]) == 2 and pair["cnn"] == "cnn/meso4"
+    pairs = fewshot_paired(res["fewshot"])  # each latent row minus the CNN, draw by draw
+    assert [p["latent"] for p in pairs] == lat
+    for pair in pairs:
+        assert pair["groups"] == 4 and len(pair["diffs"]) == 2 and pair["cnn"] == "cnn/meso4"
     other = json.loads(json.dumps(res["fewshot"]))  # drawn from other pools: not paired
     other["cnn/meso4"][0]["pool"] = "another"
     assert fewshot_paired(other) == []

@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
+from sklearn.metrics import roc_auc_score
 
 from lf_core.classifiers import (
     CLASSIFIERS,
@@ -246,3 +247,22 @@ def test_groups_stay_on_one_side_of_the_mlp_holdout(data):
     assert model.train_info_["n_val"] == len(val)
     with pytest.raises(ClassifierInputError, match="groups"):
         MLP2().fit(X, y, groups=groups[:-1])
+
+
+def test_logreg_picks_C_by_group_folds(data, tmp_path):
+    """C="auto" (the default) cross-validates C over group folds; a given C skips that."""
+    (X, y), (Xt, yt) = data
+    groups = np.arange(len(y)) // 2  # a real and a fake per group, as DFDC's source videos
+    auto = LogReg(channels=SIGNAL).fit(X, y, groups)
+    info = auto.train_info_
+    assert info["C"] in LogReg.CS and set(info["cv_auc"]) == {f"{c:g}" for c in LogReg.CS}
+    assert info["cv_auc"][f"{info['C']:g}"] == max(info["cv_auc"].values())
+    assert roc_auc_score(yt, auto.predict_proba(Xt)[:, 1]) > 0.9
+    assert load_classifier(auto.save(tmp_path / "lr.safetensors")).get_params()["C"] == "auto"
+    fixed = LogReg(channels=SIGNAL, C=0.5).fit(X, y, groups)
+    assert fixed.train_info_["C"] == 0.5 and "cv_auc" not in fixed.train_info_
+    few = LogReg(channels=SIGNAL).fit(X[:4], y[:4])  # two of a class: nothing to fold
+    assert few.train_info_["C"] == 1.0 and few.train_info_["cv_auc"] == "too few faces per class"
+    for bad in (0, -1.0, "big"):
+        with pytest.raises(ClassifierInputError, match="C must be"):
+            LogReg(C=bad)
