@@ -1,9 +1,9 @@
 """Benchmark the four latent classifiers on synthetic W+ codes.
 
-    /root/.cache/lf-venv/bin/python benchmarks/bench_classify.py            # N=12,000 x 14 x 512
-    /root/.cache/lf-venv/bin/python benchmarks/bench_classify.py --n 3000 --rf-trees 150
+    python benchmarks/bench_classify.py            # N=12,000 x 14 x 512
+    python benchmarks/bench_classify.py --n 3000 --rf-trees 150
     # real codes (train split -> fit, val split -> accuracy and AUC), forest knobs:
-    /root/.cache/lf-venv/bin/python benchmarks/bench_classify.py --only rf \
+    python benchmarks/bench_classify.py --only rf \
         --codes runs/bench/dfdc_full/codes-stylegan --rf-max-features 28
 
 Synthetic data: every code is N(0, 1); fakes are shifted by --shift in every dimension

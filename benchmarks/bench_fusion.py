@@ -1,6 +1,6 @@
 """Does the latent code add to a pixel CNN? Late fusion of a latent detector and a CNN.
 
-    /root/.cache/lf-venv/bin/python benchmarks/bench_fusion.py runs/bench/dfdc_full
+    python benchmarks/bench_fusion.py runs/bench/dfdc_full
 
 Reads an `lf bench` work folder (its codes-stylegan, codes-crops and detectors/), scores
 the val and test faces with the CNN (default Xception) and each latent classifier, and
