@@ -421,7 +421,7 @@ def section_fewshot(cfg, store, codes, table):
     best_lat = _best_latent(table)
     lat = [k for k in table if best_lat and k.split("/")[0] == best_lat.split("/")[0]]
     best_cnn = _best(table, lambda k: k.startswith("cnn/"))
-    for row in lat + [best_cnn] * bool(best_cnn):
+    for row in lat + ([best_cnn] if best_cnn else []):
         tr, te = _train_test(codes, row)
         pool = _groups_sha(tr.groups)  # which groups the draws come from (the pairing checks it)
         pts = []

@@ -145,7 +145,8 @@ class LatentClassifier:
         """Train on codes X (N, 14, 512) or (N, D) with labels y (N,) in {0 real, 1 fake}.
 
         groups (N,), optional: e.g. source-video ids; models with an internal held-out
-        split (the MLPs) keep each group on one side of it. Others ignore it.
+        split (the MLPs' early stopping, LogReg's folds for C) keep each group on one side
+        of it. The forest ignores them.
         """
         self._reset()
         X = self._select(_as_codes(X), fitting=True)  # (N, D) float32
