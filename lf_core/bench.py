@@ -783,8 +783,12 @@ def _section_md(res, out_dir: Path) -> list[str]:
                  f"{_f(r['balanced_accuracy'])} | {_f(r['roc_auc'])} | {_f(r['eer'])} | "
                  f"{r['n_train']} | {r['train_s']:.1f} | {r['infer_s_per_face'] * 1000:.0f} |")
     cfg = res["config"]
+    from .classifiers import LogReg
+
     note = (f"RF: {cfg['rf_trees']} trees (gini, max_features "
-            f"{cfg.get('rf_max_features', 'sqrt')}). MLPs: SGD, lr 5e-4, BCE, early stopping on "
+            f"{cfg.get('rf_max_features', 'sqrt')}). LR: C picked among "
+            f"{', '.join(f'{c:g}' for c in LogReg.CS)} by {LogReg.FOLDS} group folds of the "
+            "training faces. MLPs: SGD, lr 5e-4, BCE, early stopping on "
             "held-out groups.")
     if cfg.get("cnns"):
         note += (" CNNs: trained from scratch (no ImageNet weights offline; EfficientNet-B0 is "
