@@ -176,7 +176,8 @@ def cmd_train(a):
     val = m.get("val")
     extra = (f"; val acc {val['accuracy']:.3f}, AUC "
              + ("n/a" if val["roc_auc"] is None else f"{val['roc_auc']:.3f}")) if val else ""
-    print(f"{a.output}\t{type(clf).__name__} on {m['n_train']} faces"
+    c = clf.train_info_.get("C")
+    print(f"{a.output}\t{type(clf).__name__}{f' (C={c:g})' if c else ''} on {m['n_train']} faces"
           f"{' and their mirrors' if m.get('mirror') else ''} ({m['n_real']} real, "
           f"{m['n_fake']} fake, {m['split']} split) of {m['projector'].get('name')}{extra}")
     return 0

@@ -209,7 +209,7 @@ def test_cli_train_evaluate_vqvae(codes_dir, manifest, tmp_path, capsys):
     assert load_classifier(det).members == 2
     # the paper's plain logistic regression at a fixed C (default: C by group folds)
     assert cli.main(["train", str(codes_dir), "--classifier", "lr", "--C", "0.5", "-o", str(det)]) == 0
-    assert load_classifier(det).train_info_["C"] == 0.5
+    assert load_classifier(det).train_info_["C"] == 0.5 and "LogReg (C=0.5) on" in capsys.readouterr().out
     for bad in (["--classifier", "lr", "--trees", "7"], ["--classifier", "rf", "--max-features", "0"],
                 ["--classifier", "rf", "--members", "2"], ["--classifier", "rf", "--C", "1"],
                 ["--classifier", "lr", "--C", "0"]):
