@@ -19,9 +19,6 @@ average (per-face spread ~1.5 px centre, ~3.5% scale).
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 import threading
 from dataclasses import dataclass
 
@@ -29,7 +26,7 @@ import cv2
 import numpy as np
 
 from .errors import NoFaceError
-from .io import load_image
+from .io import load_image, native_stderr_hidden
 
 # Mesh indices; "left" is the image left (the subject's right eye), as lm[36:42] in FFHQ.
 EYE_L = [33, 160, 158, 133, 153, 144]  # outer corner, upper lid x2, inner corner, lower lid x2
@@ -160,30 +157,6 @@ def _pad_blend(out: np.ndarray, M: np.ndarray, hw: tuple, pad: tuple, blur: floa
 # ---------------------------------------------------------------- detection + landmarks
 
 
-@contextlib.contextmanager
-def _native_logs_hidden():
-    """mediapipe's C++ graphs write log lines to file descriptor 2 when they are built and
-    first run (TFLite's XNNPACK delegate, absl, feedback tensors): noise in every `lf`
-    command. Send fd 2 to /dev/null for that moment; Python's own errors are raised after
-    it is back. LF_NATIVE_LOGS=1 keeps them."""
-    if os.environ.get("LF_NATIVE_LOGS") == "1":
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    except (OSError, ValueError):  # no fd 2 (some embedded runtimes): nothing to hide
-        yield
-        return
-    os.dup2(null, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
 class FaceAligner:
     """Holds the mediapipe graphs (built on first use). Thread-safe: one call at a time."""
 
@@ -209,7 +182,7 @@ class FaceAligner:
 
     def _mesh(self, n: int):
         if n not in self._mesh_whole:
-            with _native_logs_hidden():  # a new graph logs when it is built and first run
+            with native_stderr_hidden():  # a new graph logs when it is built and first run
                 mesh = self.face_mesh.FaceMesh(
                     static_image_mode=True, max_num_faces=n, min_detection_confidence=MESH_CONF,
                     min_tracking_confidence=PRESENCE,
@@ -225,7 +198,7 @@ class FaceAligner:
                 return self._landmarks(np.ascontiguousarray(img), max_faces)
             # mediapipe logs when its graphs are built and first run, and on the first face
             # the mesh finds: all of that happens in here
-            with _native_logs_hidden():
+            with native_stderr_hidden():
                 if self._graphs is None:
                     self._build()
                 found = self._landmarks(np.ascontiguousarray(img), max_faces)

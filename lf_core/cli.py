@@ -516,6 +516,17 @@ def _usage_error(msg):
 
 
 def main(argv=None):
+    """`lf ARGS...`. The command line itself (argv None) runs with C++ libraries' log lines
+    hidden (LF_NATIVE_LOGS=1 shows them); lf's own messages go to stderr as usual."""
+    if argv is not None:
+        return _main(argv)
+    from .io import native_stderr_hidden
+
+    with native_stderr_hidden(keep_python=True):
+        return _main(None)
+
+
+def _main(argv):
     from .errors import LFError
 
     a = parser().parse_args(argv)

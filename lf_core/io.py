@@ -7,6 +7,7 @@ BadInputError with a one-line message, never a PIL/cv2/numpy exception.
     read_video(path, every=10) -> iterator of VideoFrame (every Nth frame)
     video_info(path)           -> VideoInfo(fps, n_frames, width, height)
     save_image(arr, path)         atomic write (temp file + os.replace)
+    native_stderr_hidden()        a block with C++ libraries' log lines (fd 2) hidden
 
 Transparency is composited on white: cut-out portraits usually hold black or garbage
 RGB under alpha = 0, and white is what a viewer shows behind them.
@@ -14,8 +15,10 @@ RGB under alpha = 0, and white is what a viewer shows behind them.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,41 @@ VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 IMAGE_HINT = "Use a JPEG, PNG or WebP photo."
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+
+
+# ---------------------------------------------------------------- native log lines
+
+
+@contextlib.contextmanager
+def native_stderr_hidden(keep_python: bool = False):
+    """File descriptor 2 on /dev/null for the block: mediapipe's C++ graphs log there when
+    they are built and first run (TFLite's XNNPACK delegate, absl, feedback tensors), noise
+    in every `lf` command. keep_python: sys.stderr moves to a copy of the real fd 2, so
+    Python's own messages and progress bars still show; `lf` runs whole commands so, as
+    graph threads may log after any narrower block has ended. LF_NATIVE_LOGS=1 keeps them."""
+    if os.environ.get("LF_NATIVE_LOGS") == "1":
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError):  # no fd 2 (some embedded runtimes): nothing to hide
+        yield
+        return
+    old = sys.stderr
+    if keep_python:
+        sys.stderr = open(os.dup(saved), "w", buffering=1, errors="backslashreplace",
+                          encoding=getattr(old, "encoding", None) or "utf-8")
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        if keep_python:
+            sys.stderr.close()
+            sys.stderr = old
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 # ---------------------------------------------------------------- images

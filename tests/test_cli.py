@@ -106,6 +106,7 @@ def test_subprocess_exit_code_and_help(tmp_path, detector_path):
     r = subprocess.run([sys.executable, "-m", "lf_core.cli", "predict", str(tmp_path / "x.jpg")],
                        capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 3 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("lf: error: ")  # lf's own messages pass the native-log filter
     r = subprocess.run([sys.executable, "-m", "lf_core.cli", "--help"], capture_output=True,
                        text=True, timeout=120)
     assert "exit codes" in r.stdout
