@@ -246,7 +246,8 @@ def build_demo() -> gr.Blocks:
                     "Upload some **real** and some **fake** face photos (or one zip with "
                     "`real/` and `fake/` folders). Each face is aligned and encoded "
                     "(encoder only), and a logistic regression is fitted on the codes in "
-                    "seconds. Its cross-validated accuracy is reported, it becomes this "
+                    "seconds (its penalty picked by cross-validation within the training "
+                    "faces). Its cross-validated accuracy is reported, it becomes this "
                     "session's detector at once, and you can download it.")
                 with gr.Row(equal_height=False):
                     with gr.Column():
