@@ -800,7 +800,7 @@ def _section_md(res, out_dir: Path) -> list[str]:
         for r in _ordered(res["table"]):
             if r.get("best_epoch") and r["best_epoch"] == r.get("epochs") == cfg["cnn_epochs"]:
                 note += (f" {r['classifier']}'s held-out loss was lowest at its last epoch "
-                         f"({r['epochs']}): it was still learning, more epochs may lift it.")
+                         f"({r['epochs']}), so more epochs might lift it; this run does not test that.")
             if r.get("fit_command"):
                 note += (f" The {r['classifier']} row's fit was made by `{r['fit_command']}` "
                          "(the same recipe and seed) and cached into this run.")

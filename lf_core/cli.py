@@ -401,7 +401,7 @@ def parser():
                    help="features tried per forest split (default sqrt/2: half of sklearn's "
                    "sqrt, twice as fast; see README, classifier training time)")
     s.add_argument("--C", type=_lr_C, metavar="{auto,C}", help="logistic regression: the "
-                   "inverse regularisation strength, or auto (default): picked among 1e-4 ... 0.1 "
+                   "inverse regularisation strength, or auto (default): picked among 0.0001 ... 0.1 "
                    "by 3-fold cross-validation over the training groups")
     s.add_argument("--members", type=int, help="MLPs: average this many nets, fitted with "
                    "seeds SEED, SEED+1, ... (default 1, the paper's single net)")

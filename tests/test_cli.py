@@ -128,3 +128,15 @@ def test_mlp_only_train_options_refused_for_forest(tmp_path, capsys, flag):
     with pytest.raises(SystemExit) as e:
         main(["train", str(tmp_path / "no-codes"), "--classifier", "rf", *flag, "-o", str(tmp_path / "d")])
     assert e.value.code == 2 and "mlp2 or mlp5" in capsys.readouterr().err
+
+
+def test_train_help_names_logreg_grid(capsys):
+    """`lf train --help` states LogReg's C grid as text (so that --help needs no torch):
+    it must follow the class."""
+    from lf_core.classifiers import LogReg
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"{min(LogReg.CS):g} ... {max(LogReg.CS):g}" in text
+    assert f"{LogReg.FOLDS}-fold" in text
