@@ -17,9 +17,10 @@ import numpy as np
 
 from lf_core import inversion as inv
 from lf_core.alignment import align
-from lf_core.detect import (VIDEO_RULE, aggregate, classify_face, describe_detector,
-                            score_frames, two_views)
-from lf_core.errors import BadInputError, LFError
+from lf_core.detect import (VIDEO_RULE, aggregate, check_detector, classify_face,
+                            describe_detector, score_frames, two_views)
+from lf_core.errors import BadInputError, DetectorMismatchError, LFError
+from lf_core.evaluate import prior_threshold
 from lf_core.explainers import GROUPS, channel_labels, explain, mix
 from lf_core.io import is_video, load_image, video_info
 from lf_core.losses import perceptual
@@ -64,15 +65,6 @@ def _projector_text(model, steps_done: int, steps_req: int, perc: str, psnr=None
     return s
 
 
-def _mismatch_note(det, steps: int) -> list:
-    proj = (det.metrics or {}).get("projector") or {}
-    trained_steps = proj.get("steps")
-    if trained_steps is not None and int(trained_steps) != int(steps):
-        return [f"The detector was trained on codes from {trained_steps} inversion steps; this "
-                f"code used {steps}. Scores are most reliable with the same setting."]
-    return []
-
-
 # --------------------------------------------------------------------------- Detect
 
 
@@ -105,8 +97,9 @@ def detect(image, steps, prior, settings, request: gr.Request):
     model = get_model(settings)
     try:
         det, det_desc = get_detector(settings)
+        check_detector(det, model, steps)
         det_err = None
-    except NoDetectorError as e:
+    except (NoDetectorError, DetectorMismatchError) as e:  # the inversion still runs
         det, det_desc, det_err = None, None, str(e)
 
     history, last = [], 0.0
@@ -161,7 +154,7 @@ def detect(image, steps, prior, settings, request: gr.Request):
 
     v = on_lane(classify_face, r.w, face.crop, model, det, prior)
     res.update(p_fake=v.prob_fake, train_fake_share=float(det.train_fake_share_),
-               notes=_mismatch_note(det, r.steps))
+               notes=check_detector(det, model, r.steps))
     state.update(res)
     out[5] = render.verdict_card(res, prior)
     out[4] = _status(("Stopped" if stopped else "Done") + f": verdict in {_fmt_s(total_s)}. "
@@ -236,7 +229,7 @@ def video(video_file, every, steps, prior, settings, request: gr.Request):
     total_s = info.n_frames / info.fps if info.fps > 0 and info.n_frames else None
     expected = min(MAX_VIDEO_FRAMES, info.n_frames // every + 1 if info.n_frames else MAX_VIDEO_FRAMES)
 
-    thr = plots.fake_threshold(prior, float(det.train_fake_share_))
+    thr = prior_threshold(prior, float(det.train_fake_share_))
     frames, points, t0, last = [], [], time.perf_counter(), 0.0
     yield (plots.video_timeline([], thr, total_s), render.placeholder_card("Scoring frames…"),
            None, _status(f"Reading {Path(path).name}: {info.width}×{info.height}, "
@@ -259,13 +252,13 @@ def video(video_file, every, steps, prior, settings, request: gr.Request):
                    _status(f"Frame {len(frames)} of ~{expected} sampled · {_fmt_s(el)} elapsed"
                            f" · ETA {_fmt_s(eta)}"), gr.skip(), gr.skip())
     vr = aggregate(frames, path, model.name, describe_detector(det), prior, every,
-                   float(det.train_fake_share_))
+                   float(det.train_fake_share_), check_detector(det, model, steps))
     n_face = sum(1 for f in vr.frames if f.faces)
     res = {"p_fake": vr.prob_fake, "train_fake_share": float(det.train_fake_share_),
            "rule": vr.rule, "n_face": n_face, "n_frames": len(vr.frames), "every": every,
            "weights": model.name, "detector": det_desc,
            "projector": _projector_text(model, steps, steps, perceptual().name) + " per frame",
-           "notes": _mismatch_note(det, steps),
+           "notes": list(vr.notes),
            "partial": None if not stopped else
            f"Stopped after {len(vr.frames)} sampled frames: the verdict uses those."}
     if len(vr.frames) >= MAX_VIDEO_FRAMES and not stopped:

@@ -91,13 +91,6 @@ def dims_heatmap(att) -> go.Figure:
     return fig
 
 
-def fake_threshold(prior_fake: float, train_fake_share: float) -> float:
-    """The p_fake above which the prior rule says fake (the rule of lf_core.classifiers.decide,
-    solved for p): LR = odds(p) / odds(share) >= (1 - prior) / prior."""
-    k = (1 - prior_fake) / prior_fake * train_fake_share / (1 - train_fake_share)
-    return k / (1 + k)
-
-
 def video_timeline(points: list[dict], threshold: float | None, total_s: float | None = None,
                    video_p: float | None = None) -> go.Figure:
     """points: {"t", "frame", "p"} with p None when no face was found in the frame."""

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 
 from lf_core.classifiers import decide, likelihood_ratio
+from lf_core.evaluate import prior_threshold
 
-from .plots import fake_threshold
 
 DISPLAY_MAX = 720  # px, longest side of the annotated photo
 
@@ -65,7 +65,7 @@ def verdict_card(res: dict, prior_fake: float) -> str:
     is_fake = bool(decide(p, prior_fake, share))
     lr = float(likelihood_ratio(p, share))
     need = (1 - prior_fake) / prior_fake
-    thr = fake_threshold(prior_fake, share)
+    thr = prior_threshold(prior_fake, share)
     label, cls = ("FAKE", "lf-fake") if is_fake else ("REAL", "lf-real")
     lr_txt = "∞" if not np.isfinite(lr) else (f"{lr:.3g}" if lr < 1e4 else f"{lr:.2e}")
     partial = res.get("partial")

@@ -462,7 +462,7 @@ def evaluate_baseline(crops_path, detector, split: str = "test", prior_fake: flo
     from contextlib import nullcontext
 
     from .data import split_of
-    from .evaluate import add_auc_interval, metrics, prior_threshold
+    from .evaluate import add_auc_interval, metrics, prior_threshold, refuse_training_faces
     from .extract import extract, is_codes_folder
     from .projectors import CropProjector
 
@@ -475,11 +475,7 @@ def evaluate_baseline(crops_path, detector, split: str = "test", prior_fake: flo
             res = evaluate_baseline(folder, det, split, prior_fake, bootstrap)
         return {**res, "data": str(crops_path)}
     codes, ev = _crops(crops_path, split)
-    dm = det.metrics or {}
-    if (dm.get("data") or {}).get("manifest_sha256") == codes.meta.get("manifest_sha256") \
-            and dm.get("split") and (ev.splits == dm["split"]).any():
-        raise LFError(f"faces of the baseline's training split ({dm['split']}) are in the "
-                      "evaluation set; evaluate on another split")
+    refuse_training_faces(det.metrics or {}, codes, ev)
     if len(ev) == 0:
         raise LFError(f"{crops_path}: no labelled face in the {split} split")
     p = det.predict_proba(ev.codes)[:, 1]

@@ -596,6 +596,10 @@ class _MLP(LatentClassifier):
     held-out split and batch order), whose logits are averaged. One fit's test AUC moves
     by about 0.01 from seed to seed (benchmarks/RESULTS.md, "Beyond chance?"); the mean
     of several is steadier. members = 1 is the paper's single net.
+
+    Beyond the paper (all off by default): dropout = (p_input, p_hidden), dropout on the
+    input code and after each hidden ReLU while training; optimizer "adamw" for SGD;
+    weight_decay (AdamW's decoupled decay, or SGD's L2 term).
     """
 
     HIDDEN: ClassVar[tuple[int, ...]] = ()
@@ -611,11 +615,23 @@ class _MLP(LatentClassifier):
         patience: int = 3,
         val_fraction: float = 0.1,
         members: int = 1,
+        dropout: tuple[float, float] = (0.0, 0.0),
+        optimizer: str = "sgd",
+        weight_decay: float = 0.0,
     ):
         super().__init__(channels, seed)
         self.members = int(members)
         if self.members < 1:
             raise ClassifierInputError(f"members must be >= 1, got {members}")
+        self.dropout = tuple(float(p) for p in dropout)
+        if len(self.dropout) != 2 or not all(0.0 <= p < 1.0 for p in self.dropout):
+            raise ClassifierInputError(f"dropout must be (p_input, p_hidden) in [0, 1), got {dropout}")
+        self.optimizer = str(optimizer)
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ClassifierInputError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
+        self.weight_decay = float(weight_decay)
+        if self.weight_decay < 0:
+            raise ClassifierInputError(f"weight_decay must be >= 0, got {weight_decay}")
         self.lr = float(lr)
         self.momentum = float(momentum)
         self.batch_size = int(batch_size)
@@ -641,7 +657,7 @@ class _MLP(LatentClassifier):
             layer = torch.nn.Linear(d, h)
             torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")  # He init
             torch.nn.init.zeros_(layer.bias)
-            layers += [layer, torch.nn.ReLU()]
+            layers += [layer, _ReLUDropout(self.dropout[1])]  # a ReLU when p = 0
             d = h
         layers.append(torch.nn.Linear(d, 1))  # logit of p_fake (torch default init)
         return torch.nn.Sequential(*layers)
@@ -661,24 +677,31 @@ class _MLP(LatentClassifier):
     def _fit_one(self, Zt, yt, y, groups, seed):
         rng = np.random.default_rng(seed)
         train, val = _holdout_split(y, groups, self.val_fraction, rng)
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]):  # init and dropout masks follow the seed
             torch.manual_seed(seed)
             net = self._build_one(Zt.shape[1])
-        Zv, yv = Zt[val], yt[val]
-        loss_fn = torch.nn.BCEWithLogitsLoss()
-        opt = torch.optim.SGD(net.parameters(), lr=self.lr, momentum=self.momentum)
+            Zv, yv = Zt[val], yt[val]
+            loss_fn = torch.nn.BCEWithLogitsLoss()
+            if self.optimizer == "adamw":
+                opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            else:
+                opt = torch.optim.SGD(net.parameters(), lr=self.lr, momentum=self.momentum,
+                                      weight_decay=self.weight_decay)
 
-        def epoch():
-            order = torch.from_numpy(rng.permutation(train))
-            for start in range(0, len(order), self.batch_size):
-                b = order[start : start + self.batch_size]
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(net(Zt[b]).squeeze(1), yt[b])
-                loss.backward()
-                opt.step()
+            def epoch():
+                order = torch.from_numpy(rng.permutation(train))
+                for start in range(0, len(order), self.batch_size):
+                    b = order[start : start + self.batch_size]
+                    x = Zt[b]  # (B, D)
+                    if self.dropout[0]:
+                        x = torch.nn.functional.dropout(x, self.dropout[0])
+                    opt.zero_grad(set_to_none=True)
+                    loss = loss_fn(net(x).squeeze(1), yt[b])
+                    loss.backward()
+                    opt.step()
 
-        info = fit_early_stopping(net, epoch, lambda: _eval_loss(net, Zv, yv, loss_fn),
-                                  self.max_epochs, self.patience, has_val=len(val) > 0)
+            info = fit_early_stopping(net, epoch, lambda: _eval_loss(net, Zv, yv, loss_fn),
+                                      self.max_epochs, self.patience, has_val=len(val) > 0)
         return net, {**info, "n_val": int(len(val))}
 
     @torch.no_grad()
@@ -700,6 +723,19 @@ class _MLP(LatentClassifier):
         net.load_state_dict(state, strict=True)  # RuntimeError on missing/extra/misshapen weights
         net.eval()
         self.net_ = net
+
+
+class _ReLUDropout(torch.nn.ReLU):
+    """ReLU, then dropout with probability p while training (no parameters, so a net's
+    weight names are the same with or without it)."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x):
+        x = super().forward(x)
+        return torch.nn.functional.dropout(x, self.p, self.training) if self.p else x
 
 
 class _MeanLogit(torch.nn.Module):

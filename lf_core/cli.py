@@ -18,7 +18,7 @@ EXIT_CODES = """exit codes:
   2  bad command line
   3  bad input file (not an image/video, corrupt, too large, no decodable frame)
   4  no face found
-  5  weights missing, unknown or unsafe
+  5  weights missing, unknown or unsafe, or a detector trained on another model's codes
   130 interrupted
 """
 
@@ -193,8 +193,9 @@ def _train_cnn(a):
         if v is not None:
             raise SystemExit(_usage_error(f"{flag} is for the latent classifiers, not {a.classifier}"))
     kw = {"arch_kw": _xception_kw(a.xception)} if a.classifier == "xception" else {}
+    epochs = BenchConfig.cnn_epochs if a.epochs is None else a.epochs
     det = train_baseline(a.codes, a.classifier, a.output, split=a.split, seed=a.seed,
-                         max_epochs=a.epochs or BenchConfig.cnn_epochs, progress=True, **kw)
+                         max_epochs=epochs, progress=True, **kw)
     m, info = det.metrics, det.train_info_
     print(f"{a.output}\t{det!r} on {m['n_train']} crops ({m['n_real']} real, {m['n_fake']} fake, "
           f"{m['split']} split); {info.get('epochs')} epochs, best held-out loss "
@@ -287,11 +288,11 @@ def _run_args(s, out, batch, lr):
     """The options every resumable training command shares."""
     s.add_argument("--out", default=out, help="run folder (checkpoint, log, exported file)")
     s.add_argument("--hours", type=float, default=1.0, help="this run's time budget")
-    s.add_argument("--steps", type=int, default=0,
+    s.add_argument("--steps", type=_at_least(0), default=0,
                    help="stop at this total step count, resumed steps included (0: --hours)")
-    s.add_argument("--batch", type=int, default=batch)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    s.add_argument("--batch", type=_at_least(1), default=batch)
+    s.add_argument("--seed", type=_at_least(0), default=0)
+    s.add_argument("--threads", type=_at_least(0), default=0, help="torch threads (0: torch's default)")
     s.add_argument("--lr", type=float, default=lr)
 
 
@@ -305,24 +306,24 @@ def parser():
     s = sub.add_parser("align", help="detect and FFHQ-align faces (256 x 256)")
     s.add_argument("image")
     s.add_argument("-o", "--output", required=True, help="PNG/JPEG; extra faces get _1, _2...")
-    s.add_argument("--max-faces", type=int, default=1)
+    s.add_argument("--max-faces", type=_at_least(1), default=1)
     s.set_defaults(fn=cmd_align)
 
     s = sub.add_parser("invert", help="invert the largest face into W+ (1, 14, 512)")
     s.add_argument("image")
-    s.add_argument("--steps", type=int, default=100, help="0 = encoder only")
-    s.add_argument("--passes", type=int, default=0, help=PASSES_HELP)
+    s.add_argument("--steps", type=_at_least(0), default=100, help="0 = encoder only")
+    s.add_argument("--passes", type=_at_least(0), default=0, help=PASSES_HELP)
     s.add_argument("-o", "--output", required=True, help=".npz with w (1, 14, 512)")
     s.add_argument("--recon", help="also write the reconstruction G(w) here")
     s.add_argument("--weights", help="generator checkpoint (default: embedded model)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_at_least(0), default=0)
     s.set_defaults(fn=cmd_invert)
 
     s = sub.add_parser("predict", help="real or fake, for an image or a video")
     s.add_argument("input", help="image or video (mp4, mov, avi, mkv, webm)")
-    s.add_argument("--steps", type=int, default=0, help="inversion steps (0 = encoder only)")
+    s.add_argument("--steps", type=_at_least(0), default=0, help="inversion steps (0 = encoder only)")
     s.add_argument("--prior", type=prior, default=0.5, help="expected share of fakes, in (0, 1)")
-    s.add_argument("--every", type=int, default=10, help="video: score every Nth frame")
+    s.add_argument("--every", type=_at_least(1), default=10, help="video: score every Nth frame")
     s.add_argument("--json", action="store_true")
     s.add_argument("--weights", help="generator checkpoint (default: embedded model)")
     s.add_argument("--detector", help="detector .safetensors (default: embedded)")
@@ -364,20 +365,20 @@ def parser():
                    "the real train-split faces; vqvae: codebook indices (1280,) of a VQ-VAE-2 "
                    "trained by lf train-vqvae; crops: the aligned faces themselves, for the CNN "
                    "baselines (lf train --classifier meso4|efficientnet_b0|xception)")
-    s.add_argument("--steps", type=int, default=0, help="stylegan: inversion steps (0 = encoder only)")
-    s.add_argument("--passes", type=int, default=0, help="stylegan: " + PASSES_HELP)
+    s.add_argument("--steps", type=_at_least(0), default=0, help="stylegan: inversion steps (0 = encoder only)")
+    s.add_argument("--passes", type=_at_least(0), default=0, help="stylegan: " + PASSES_HELP)
     s.add_argument("--weights", help="stylegan: generator checkpoint (default: embedded model)")
-    s.add_argument("--components", type=int, default=512, help="pca: number of components")
-    s.add_argument("--pca-size", type=int, default=64, help="pca: crops downsampled to this size")
+    s.add_argument("--components", type=_at_least(1), default=512, help="pca: number of components")
+    s.add_argument("--pca-size", type=_at_least(1), default=64, help="pca: crops downsampled to this size")
     s.add_argument("--pca", help="pca: a fitted projector .safetensors to use instead of fitting")
-    s.add_argument("--crop-size", type=int, default=256, help="crops: side in pixels (16-256)")
-    s.add_argument("--fit-limit", type=int, default=5000, help="pca: fit on at most N faces")
+    s.add_argument("--crop-size", type=_at_least(1), default=256, help="crops: side in pixels (16-256)")
+    s.add_argument("--fit-limit", type=_at_least(1), default=5000, help="pca: fit on at most N faces")
     s.add_argument("--projector-file", help="vqvae: the trained projector (default "
                    "runs/vqvae/vqvae.safetensors, from lf train-vqvae)")
-    s.add_argument("--limit", type=int, help="first N faces only (rerun without it to go on)")
+    s.add_argument("--limit", type=_at_least(1), help="first N faces only (rerun without it to go on)")
     s.add_argument("--split", choices=["train", "val", "test", "all"], default="all",
                    help="only the faces of this group split")
-    s.add_argument("--batch", type=int, default=32, help="faces per chunk file")
+    s.add_argument("--batch", type=_at_least(1), default=32, help="faces per chunk file")
     s.add_argument("--prealigned", action="store_true",
                    help="images are FFHQ-aligned already: resize to 256 px, no face detection")
     s.add_argument("--overwrite", action="store_true", help="discard codes already in CODES")
@@ -396,24 +397,24 @@ def parser():
     s.add_argument("--split", choices=["train", "val", "test", "all"], default="train",
                    help="train on the faces of this group split")
     s.add_argument("--channels", help="W+ rows to use, e.g. 8-11 or 0,3 (default: all)")
-    s.add_argument("--trees", type=int, help="random forest size (default 1500, the paper's)")
+    s.add_argument("--trees", type=_at_least(1), help="random forest size (default 1500, the paper's)")
     s.add_argument("--max-features", type=_max_features, metavar="{sqrt/2,sqrt,log2,N}",
                    help="features tried per forest split (default sqrt/2: half of sklearn's "
                    "sqrt, twice as fast; see README, classifier training time)")
     s.add_argument("--C", type=_lr_C, metavar="{auto,C}", help="logistic regression: the "
                    "inverse regularisation strength, or auto (default): picked among 0.0001 ... 0.1 "
                    "by 3-fold cross-validation over the training groups")
-    s.add_argument("--members", type=int, help="MLPs: average this many nets, fitted with "
+    s.add_argument("--members", type=_at_least(1), help="MLPs: average this many nets, fitted with "
                    "seeds SEED, SEED+1, ... (default 1, the paper's single net)")
     s.add_argument("--half", action="store_true", help="MLPs: store the weights as float16 "
                    "(half the file; probabilities move by ~1e-4)")
-    s.add_argument("--epochs", type=int, help="CNNs: at most this many epochs (default 10; "
+    s.add_argument("--epochs", type=_at_least(1), help="CNNs: at most this many epochs (default 10; "
                    "early stopping on 10%% of the training groups). A checkpoint OUTPUT.ckpt "
                    "is written after each epoch: the same command resumes a killed fit, and "
                    "one with more epochs trains on")
-    s.add_argument("--xception", default="0.5,4", help="CNNs: Xception width,middle blocks "
+    s.add_argument("--xception", type=_xception_arg, default="0.5,4", help="CNNs: Xception width,middle blocks "
                    "(default 0.5,4, lf bench's compact variant; 1,8: the full network)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_at_least(0), default=0)
     s.add_argument("-o", "--output", required=True, help="detector .safetensors")
     s.set_defaults(fn=cmd_train)
 
@@ -425,10 +426,10 @@ def parser():
     s.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
     s.add_argument("--prior", type=prior, default=0.5, help="expected share of fakes, in (0, 1)")
     s.add_argument("--work", help="manifest input: keep the extracted codes here (resumable)")
-    s.add_argument("--batch", type=int, default=32)
+    s.add_argument("--batch", type=_at_least(1), default=32)
     s.add_argument("--predictions", help="also write path,label,group,prob_fake,pred CSV here")
     s.add_argument("--json", action="store_true", help="everything as JSON, with predictions")
-    s.add_argument("--bootstrap", type=int, default=0, metavar="B",
+    s.add_argument("--bootstrap", type=_at_least(0), default=0, metavar="B",
                    help="95%% interval of the AUC from B resamples of the source videos")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_evaluate)
@@ -450,32 +451,32 @@ def parser():
     s.add_argument("--prealigned", action="store_true", help="FFHQ-aligned images: no detection")
     s.add_argument("--classifiers", default="rf,lr,mlp2,mlp5")
     s.add_argument("--cnns", default="meso4,efficientnet_b0,xception", help="'' for none")
-    s.add_argument("--cnn-epochs", type=int, default=10)
-    s.add_argument("--xception", default="0.5,4", help="Xception width,middle blocks (1,8: full)")
-    s.add_argument("--rf-trees", type=int, default=1500)
+    s.add_argument("--cnn-epochs", type=_at_least(1), default=10)
+    s.add_argument("--xception", type=_xception_arg, default="0.5,4", help="Xception width,middle blocks (1,8: full)")
+    s.add_argument("--rf-trees", type=_at_least(1), default=1500)
     s.add_argument("--rf-max-features", type=_max_features, default="sqrt",
                    help="forest features per split (default sqrt, sklearn's: the paper's replication)")
-    s.add_argument("--recon-faces", type=int, default=250)
-    s.add_argument("--recon-steps", type=int, default=100)
-    s.add_argument("--recon-steps-faces", type=int, default=BenchConfig.recon_steps_faces,
+    s.add_argument("--recon-faces", type=_at_least(1), default=250)
+    s.add_argument("--recon-steps", type=_at_least(0), default=100)
+    s.add_argument("--recon-steps-faces", type=_at_least(1), default=BenchConfig.recon_steps_faces,
                    help="faces for the k-step reconstruction row (at 100 steps ~9 s each "
                         "on 2 cores)")
-    s.add_argument("--channel-rf-trees", type=int, default=300)
+    s.add_argument("--channel-rf-trees", type=_at_least(1), default=300)
     s.add_argument("--channel-classifiers", default="rf,mlp5",
                    help="classifiers of the per-row accuracy ('' for none)")
-    s.add_argument("--fewshot", default="50,100,500,0", help="training groups; 0 = all")
-    s.add_argument("--fewshot-draws", type=int, default=5,
+    s.add_argument("--fewshot", type=_group_counts, default="50,100,500,0", help="training groups; 0 = all")
+    s.add_argument("--fewshot-draws", type=_at_least(1), default=5,
                    help="draws of the groups per few-shot size (all groups: one fit)")
-    s.add_argument("--seeds", type=int, default=3,
+    s.add_argument("--seeds", type=_at_least(1), default=3,
                    help="fits of the best latent row for its seed spread (1: none)")
-    s.add_argument("--cnn-seeds", type=int, default=3,
+    s.add_argument("--cnn-seeds", type=_at_least(1), default=3,
                    help="fits of the best CNN for its seed spread (1: none; each costs a "
                    "CNN training)")
-    s.add_argument("--bootstrap", type=int, default=2000,
+    s.add_argument("--bootstrap", type=_at_least(0), default=2000,
                    help="resamples of the test groups: AUC intervals, latent vs CNN (0: none)")
     s.add_argument("--redo", help="sections to recompute: codes,table,recon,channels,fewshot,seeds")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--threads", type=int, default=0)
+    s.add_argument("--seed", type=_at_least(0), default=0)
+    s.add_argument("--threads", type=_at_least(0), default=0)
     s.set_defaults(fn=cmd_bench)
     return p
 
@@ -486,6 +487,42 @@ def prior(text):
     if not 0 < p < 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
     return p
+
+
+def _at_least(lo):
+    """An argparse type: an integer >= lo (a usage error, exit 2, otherwise)."""
+    def parse(text):
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if n < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {n}")
+        return n
+    return parse
+
+
+def _xception_arg(text):
+    """--xception 'width,middle': width > 0, middle blocks >= 1."""
+    try:
+        w, m = text.split(",")
+        kw = {"width": float(w), "middle": int(m)}
+    except ValueError:
+        kw = None
+    if kw is None or not (kw["width"] > 0 and kw["middle"] >= 1):
+        raise argparse.ArgumentTypeError(f"use WIDTH,MIDDLE (e.g. 0.5,4; 1,8: full), got {text!r}")
+    return text
+
+
+def _group_counts(text):
+    """--fewshot: comma-separated training-group counts, 0 = all."""
+    try:
+        ns = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        ns = None
+    if not ns or min(ns) < 0:
+        raise argparse.ArgumentTypeError(f"use counts like 50,100,500,0 (0 = all), got {text!r}")
+    return text
 
 
 def _lr_C(text):

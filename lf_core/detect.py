@@ -18,7 +18,7 @@ import numpy as np
 from . import inversion as inv
 from .alignment import align, mirror
 from .classifiers import decide, likelihood_ratio, load_classifier, mean_logit, two_views
-from .errors import LFError, NoFaceError, WeightsError
+from .errors import DetectorMismatchError, LFError, NoFaceError, WeightsError
 from .io import load_image, read_video, video_info
 from .model import WEIGHTS_DIR, load_model
 
@@ -67,10 +67,11 @@ class ImageResult:
     detector: str
     prior_fake: float
     timings: dict
+    notes: list = field(default_factory=list)  # what to know before reading the verdicts
 
     def to_json(self):
         return {"path": self.path, "weights": self.weights, "detector": self.detector,
-                "prior_fake": self.prior_fake, "timings": self.timings,
+                "prior_fake": self.prior_fake, "timings": self.timings, "notes": self.notes,
                 "faces": [f.to_json() for f in self.faces]}
 
 
@@ -92,11 +93,12 @@ class VideoResult:
     detector: str
     prior_fake: float
     every: int
+    notes: list = field(default_factory=list)
 
     def to_json(self):
         return {"path": self.path, "prob_fake": self.prob_fake, "verdict": self.verdict,
                 "rule": self.rule, "weights": self.weights, "detector": self.detector,
-                "prior_fake": self.prior_fake, "every": self.every,
+                "prior_fake": self.prior_fake, "every": self.every, "notes": self.notes,
                 "frames": [{"index": f.index, "time_s": round(f.time_s, 3),
                             "faces": [x.to_json() for x in f.faces]} for f in self.frames]}
 
@@ -107,12 +109,64 @@ _DETECTORS = {}
 def load_detector(path=None):
     """The latent classifier at `path` (default: $LF_DETECTOR or weights/)."""
     path = Path(path or os.environ.get("LF_DETECTOR") or DEFAULT_DETECTOR)
-    if str(path) not in _DETECTORS:
-        if not path.exists():
-            raise WeightsError(f"detector not found: {path}. Train one with `lf train` "
-                               "or point LF_DETECTOR at a .safetensors detector")
-        _DETECTORS[str(path)] = load_classifier(path)
-    return _DETECTORS[str(path)]
+    try:
+        st = path.stat()
+    except OSError:
+        raise WeightsError(f"detector not found: {path}. Train one with `lf train` "
+                           "or point LF_DETECTOR at a .safetensors detector") from None
+    key = (str(path), st.st_mtime_ns, st.st_size)  # a file rewritten by lf train is read anew
+    if key not in _DETECTORS:
+        _DETECTORS[key] = load_classifier(path)
+    return _DETECTORS[key]
+
+
+def check_detector(det, model, steps=0, passes=0) -> list[str]:
+    """Can `det` score the W+ codes that `model` gives after `steps` inversion steps (and
+    `passes` encoder refinement passes)? Raises DetectorMismatchError when its training
+    codes came from another projector or generator file; returns notes (one sentence
+    each) when only the inversion settings differ."""
+    proj = (det.metrics or {}).get("projector") or {}
+    kind = proj.get("kind", "stylegan")
+    if kind in ("pca", "vqvae", "crops"):
+        raise DetectorMismatchError(
+            f"this detector was trained on {kind} codes; images are scored on a generator's "
+            "W+ codes: train a detector on those (lf extract --projector stylegan, lf train), "
+            "or evaluate this one with lf evaluate")
+    sha, ours = proj.get("weights_sha256"), _digest(getattr(model, "path", None))
+    if sha and sha != "unknown" and ours and not ours.startswith(sha[:16]):
+        raise DetectorMismatchError(
+            f"this detector was trained on codes of {proj.get('weights', 'another generator')} "
+            f"(sha256 {sha[:8]}), not of {model.name} (sha256 {ours[:8]}): its scores on "
+            "these codes would mean nothing. Use the generator it was trained with "
+            "(--weights / LF_WEIGHTS), or train a detector on this one's codes (lf extract "
+            "--weights ..., then lf train)")
+    notes = []
+    trained = proj.get("steps")
+    if trained is not None and int(trained) != int(steps):
+        notes.append(f"The detector was trained on codes from {trained} inversion steps; "
+                     f"these used {steps}. Scores are most reliable with the same setting.")
+    trained_passes = int((proj.get("invert_kw") or {}).get("passes", 0))
+    if "invert_kw" in proj and trained_passes != int(passes):
+        notes.append(f"The detector was trained on codes after {trained_passes} encoder "
+                     f"refinement passes; these used {passes}.")
+    return notes
+
+
+_DIGESTS = {}
+
+
+def _digest(path):
+    """sha256 prefix of a weights file, cached by (path, mtime, size); None without one."""
+    try:
+        st = os.stat(path)
+    except (OSError, TypeError):
+        return None
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _DIGESTS:
+        from .projectors import file_digest
+
+        _DIGESTS[key] = file_digest(path)
+    return _DIGESTS[key]
 
 
 def as_detector(detector):
@@ -165,6 +219,7 @@ def predict_image(src, steps=0, prior_fake=0.5, model=None, detector=None, max_f
     """Image (path, bytes or array) -> ImageResult. Raises BadInputError / NoFaceError."""
     model = model or load_model()
     det = as_detector(detector)
+    notes = check_detector(det, model, steps)
     t0 = time.perf_counter()
     img = load_image(src)
     t1 = time.perf_counter()
@@ -177,7 +232,8 @@ def predict_image(src, steps=0, prior_fake=0.5, model=None, detector=None, max_f
         out.append(r)
     return ImageResult(str(src) if isinstance(src, (str, Path)) else "<image>", out,
                        model.name, describe_detector(det), prior_fake,
-                       {"decode": t1 - t0, "align": t2 - t1, "total": time.perf_counter() - t0})
+                       {"decode": t1 - t0, "align": t2 - t1, "total": time.perf_counter() - t0},
+                       notes)
 
 
 def score_frames(path, every=10, steps=0, prior_fake=0.5, model=None, detector=None,
@@ -185,6 +241,7 @@ def score_frames(path, every=10, steps=0, prior_fake=0.5, model=None, detector=N
     """Yield a FrameResult (largest face scored, or none) per sampled frame as it is done."""
     model = model or load_model()
     det = as_detector(detector)
+    check_detector(det, model, steps)
     video_info(path)  # raises BadInputError for an unreadable file
     for fr in read_video(path, every=every, max_frames=max_frames):
         try:
@@ -200,23 +257,26 @@ def predict_video(path, every=10, steps=0, prior_fake=0.5, model=None, detector=
     """Video -> VideoResult: every `every`-th frame aligned and scored (largest face)."""
     model = model or load_model()
     det = as_detector(detector)
+    notes = check_detector(det, model, steps)
     frames = []
     for fr in score_frames(path, every, steps, prior_fake, model, det, max_frames):
         frames.append(fr)
         if on_frame is not None:
             on_frame(fr)
     return aggregate(frames, str(path), model.name, describe_detector(det), prior_fake,
-                     every, det.train_fake_share_)
+                     every, det.train_fake_share_, notes)
 
 
-def aggregate(frames, path, weights, detector, prior_fake, every, train_fake_share=0.5):
+def aggregate(frames, path, weights, detector, prior_fake, every, train_fake_share=0.5,
+              notes=()):
     ps = [f.faces[0].prob_fake for f in frames if f.faces]
     if not ps:
         return VideoResult(path, frames, None, "no face", VIDEO_RULE, weights, detector,
-                           prior_fake, every)
+                           prior_fake, every, list(notes))
     p = float(np.mean(ps))
     verdict = "fake" if decide(p, prior_fake, train_fake_share) else "real"
-    return VideoResult(path, frames, p, verdict, VIDEO_RULE, weights, detector, prior_fake, every)
+    return VideoResult(path, frames, p, verdict, VIDEO_RULE, weights, detector, prior_fake, every,
+                       list(notes))
 
 
 def describe_detector(det):
@@ -229,6 +289,6 @@ def describe_detector(det):
         f" ({proj.get('steps', 0)} steps)" if proj else "")
 
 
-__all__ = ["Verdict", "FaceResult", "ImageResult", "VideoResult", "classify", "classify_face",
-           "mirror_code", "two_views", "predict_image",
+__all__ = ["Verdict", "FaceResult", "ImageResult", "VideoResult", "check_detector", "classify",
+           "classify_face", "mirror_code", "two_views", "predict_image",
            "predict_video", "load_detector", "LFError"]

@@ -25,5 +25,10 @@ class WeightsError(LFError):
     exit_code = 5
 
 
+class DetectorMismatchError(WeightsError):
+    """The detector was trained on codes of another projector or generator: its scores on
+    this model's codes would mean nothing."""
+
+
 class UnsafeCheckpointError(WeightsError):
     """A pickle asked to run code or import something outside the allow-list."""

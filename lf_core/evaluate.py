@@ -293,12 +293,32 @@ def _summary(m):
 
 def _identity_matches(det_proj: dict, codes_proj: dict) -> bool:
     """The codes come from the projector the detector was trained on."""
-    keys = {"stylegan": ("kind", "steps", "weights_sha256", "code_shape"),
+    keys = {"stylegan": ("kind", "steps", "weights_sha256", "code_shape", "invert_kw"),
             "pca": ("kind", "n_components", "size", "fit_sha256"),
             "vqvae": ("kind", "code_shape", "config", "weights_sha256")}.get(
         det_proj.get("kind"), ("kind", "code_shape"))
-    # only what the detector recorded (older detectors name just kind and steps)
-    return all(det_proj[k] == codes_proj.get(k) for k in keys if k in det_proj)
+    # only what the detector recorded (older detectors name just kind and steps); codes
+    # from before invert_kw was recorded had none
+    same = lambda k: (det_proj[k] == codes_proj.get(k)  # noqa: E731
+                      or k == "invert_kw" and not det_proj[k] and not codes_proj.get(k))
+    return all(same(k) for k in keys if k in det_proj)
+
+
+def refuse_training_faces(det_metrics: dict, codes, ev) -> None:
+    """No source video on both sides: LFError when `ev` (rows of `codes`) holds faces of the
+    detector's training split of the same manifest."""
+    trained = (det_metrics.get("data") or {}).get("manifest_sha256")
+    tsplit = det_metrics.get("split")
+    if not (trained and tsplit and trained == codes.meta.get("manifest_sha256")):
+        return
+    leak = ev.splits == tsplit if tsplit != "all" else np.ones(len(ev.splits), bool)
+    if not leak.any():
+        return
+    fix = ("it trained on every split of this manifest: evaluate it on another one, or "
+           "retrain it with --split train" if tsplit == "all" else
+           f"evaluate on another split (--split {'val' if tsplit == 'test' else 'test'})")
+    raise LFError(f"{int(leak.sum())} of the faces to evaluate come from source videos of the "
+                  f"detector's training split ({tsplit}); {fix}")
 
 
 def _projector_for(det_metrics: dict, model=None):
@@ -371,15 +391,7 @@ def evaluate_detector(manifest_or_codes, detector, split: str = "test", prior_fa
                           "same projector (and weights)")
         ev = codes.where(split)
         failed = [r for r in codes.failed if split is None or split_of(r["group"]) == split]
-        # No source video on both sides: refuse rows of the detector's training split.
-        trained = (dm.get("data") or {}).get("manifest_sha256")
-        tsplit = dm.get("split")
-        if trained and trained == codes.meta.get("manifest_sha256") and tsplit:
-            leak = ev.splits == tsplit if tsplit != "all" else np.ones(len(ev), bool)
-            if leak.any():
-                raise LFError(f"{int(leak.sum())} of the faces to evaluate come from source videos "
-                              f"of the detector's training split ({tsplit}); evaluate on another "
-                              "split (--split test)")
+        refuse_training_faces(dm, codes, ev)
         if len(ev) == 0:
             raise LFError(f"{src}: no face of the {split or 'whole'} split to evaluate")
         p = predict_views(detector, ev)

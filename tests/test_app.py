@@ -312,6 +312,13 @@ def test_quick_train_counts_and_skips(model, dfdc_pairs, tmp_path):
     assert any("junk.png" in s for s in res.skipped)
     assert res.cv_accuracy is None or 0.0 <= res.cv_accuracy <= 1.0
     assert res.detector.predict_proba(np.zeros((1, 14, 512), np.float32)).shape == (1, 2)
+    # it records its codes as lf extract does, so lf evaluate and lf predict accept it
+    from lf_core.detect import check_detector
+    from lf_core.projectors import StyleGANProjector
+
+    proj = res.detector.metrics["projector"]
+    assert proj["kind"] == "stylegan" and proj == StyleGANProjector(model).meta()
+    assert check_detector(res.detector, model) == []
 
 
 def test_train_from_a_zip(client, dfdc_pairs, tmp_path):

@@ -140,3 +140,20 @@ def test_train_help_names_logreg_grid(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert f"{min(LogReg.CS):g} ... {max(LogReg.CS):g}" in text
     assert f"{LogReg.FOLDS}-fold" in text
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "x.jpg", "--every", "0"], ["predict", "x.jpg", "--steps", "-1"],
+    ["invert", "x.jpg", "--steps", "-1", "-o", "c.npz"], ["align", "x.jpg", "--max-faces", "0"],
+    ["train", "c", "--classifier", "xception", "--xception", "1", "-o", "d"],
+    ["train", "c", "--classifier", "rf", "--trees", "0", "-o", "d"],
+    ["train", "c", "--classifier", "meso4", "--epochs", "0", "-o", "d"],
+    ["bench", "m.csv", "--fewshot", "a"]])
+def test_bad_numbers_are_usage_errors(argv, capsys):
+    """Out-of-range numbers stop at the command line (exit 2, what was wrong), not deep
+    inside as an internal error."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "must be >=" in err or "use " in err or "not an integer" in err

@@ -286,3 +286,31 @@ def test_metrics_values():
     assert perfect["eer"] == 0 and perfect["roc_auc"] == 1 and perfect["group"] is None
     one_class = metrics([1, 1], [0.2, 0.9])
     assert one_class["roc_auc"] is None and one_class["eer"] is None
+
+
+def test_training_faces_refused_for_every_split_kind():
+    """Latent and CNN detectors share one leak check; a detector trained on --split all
+    refuses every face of its manifest, and the advice names a split that can work."""
+    from types import SimpleNamespace as NS
+
+    from lf_core.evaluate import refuse_training_faces
+
+    codes = NS(meta={"manifest_sha256": "m"})
+    ev = NS(splits=np.array(["test", "val"]))
+    dm = lambda split: {"data": {"manifest_sha256": "m"}, "split": split}  # noqa: E731
+    refuse_training_faces(dm("train"), codes, ev)  # nothing of train: fine
+    refuse_training_faces(dm("all"), NS(meta={"manifest_sha256": "other"}), ev)
+    with pytest.raises(LFError, match="--split val"):
+        refuse_training_faces(dm("test"), codes, ev)
+    with pytest.raises(LFError, match="every split"):
+        refuse_training_faces(dm("all"), codes, ev)
+
+
+def test_identity_includes_refinement_passes():
+    from lf_core.evaluate import _identity_matches
+
+    det = {"kind": "stylegan", "steps": 0, "weights_sha256": "a", "invert_kw": {}}
+    assert _identity_matches(det, {**det})
+    assert _identity_matches(det, {k: v for k, v in det.items() if k != "invert_kw"})  # older codes
+    assert not _identity_matches(det, {**det, "invert_kw": {"passes": 2}})
+    assert not _identity_matches({**det, "invert_kw": {"passes": 2}}, det)

@@ -114,6 +114,35 @@ def test_predict_image_and_prior(model, detector, dfdc_pairs):
     assert not v_lo.is_fake and v_hi.is_fake
 
 
+def _with_projector(det, **proj):
+    import copy
+
+    d = copy.copy(det)
+    d.metrics = {"projector": {"kind": "stylegan", "steps": 0, **proj}}
+    return d
+
+
+def test_detector_must_fit_the_model(model, detector, dfdc_pairs):
+    """A detector trained on another generator's codes, or on PCA codes, gives no verdict
+    (DetectorMismatchError, exit code 5); other inversion settings give a note."""
+    from lf_core.errors import DetectorMismatchError
+    from lf_core.projectors import file_digest
+
+    ours = file_digest(model.path)
+    assert detect.check_detector(_with_projector(detector, weights_sha256=ours), model) == []
+    other = _with_projector(detector, weights_sha256="0123456789abcdef", weights="ffhq.pt")
+    with pytest.raises(DetectorMismatchError, match="ffhq.pt"):
+        detect.check_detector(other, model)
+    with pytest.raises(DetectorMismatchError):
+        detect.predict_image(dfdc_pairs[0][0], model=model, detector=other)
+    with pytest.raises(DetectorMismatchError, match="pca"):
+        detect.check_detector(_with_projector(detector, kind="pca"), model)
+    notes = detect.check_detector(_with_projector(detector, invert_kw={"passes": 2}), model, 20)
+    assert len(notes) == 2 and "0 inversion steps" in notes[0] and "2 encoder" in notes[1]
+    res = detect.predict_image(dfdc_pairs[0][0], steps=1, model=model, detector=detector)
+    assert res.notes and res.to_json()["notes"] == res.notes
+
+
 def test_predict_video(model, detector, data_dir):
     res = detect.predict_video(data_dir / "videos" / "real" / "lynaeydofd.mp4", every=100,
                                model=model, detector=detector)
@@ -215,3 +244,16 @@ def test_readme_python_example(dfdc_pairs, model, monkeypatch):
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["w"].shape == (1, 14, 512)
     assert 0 <= scope["verdict"].prob_fake <= 1
+
+
+def test_load_detector_reads_a_rewritten_file(detector, tmp_path):
+    """The demo's Reload and a long-lived process see a detector that lf train rewrote."""
+    import os
+
+    path = tmp_path / "d.safetensors"
+    detector.save(path, metrics={"projector": {"kind": "stylegan", "steps": 0}})
+    first = detect.load_detector(path)
+    assert detect.load_detector(path) is first  # cached while unchanged
+    detector.save(path, metrics={"projector": {"kind": "stylegan", "steps": 5}})
+    os.utime(path, ns=(1, 1))  # a new mtime even on a coarse clock
+    assert detect.load_detector(path).metrics["projector"]["steps"] == 5
