@@ -235,6 +235,28 @@ def test_bad_files_are_refused(data, fitted, tmp_path):
         load_classifier(broken)
 
 
+def test_mlp_dropout_adamw(data, tmp_path):
+    """The regularised recipe (dropout, AdamW, weight decay): deterministic for a seed, the
+    same weight names as the paper's net, its parameters saved and loaded; bad values
+    refused. The default stays the paper's SGD net."""
+    (X, y), (Xt, yt) = data
+    kw = dict(channels=SIGNAL, max_epochs=3, dropout=(0.2, 0.5), optimizer="adamw",
+              lr=1e-3, weight_decay=1e-2)
+    a, b = MLP2(seed=1, **kw).fit(X, y), MLP2(seed=1, **kw).fit(X, y)
+    np.testing.assert_array_equal(a.predict_proba(Xt), b.predict_proba(Xt))
+    assert roc_auc_score(yt, a.predict_proba(Xt)[:, 1]) > 0.9
+    plain = MLP2(seed=1, channels=SIGNAL, max_epochs=1).fit(X, y)
+    assert set(plain._arrays()) == set(a._arrays())
+    assert plain.get_params()["optimizer"] == "sgd" and plain.get_params()["dropout"] == [0.0, 0.0]
+    again = load_classifier(a.save(tmp_path / "d.safetensors"))
+    assert again.dropout == (0.2, 0.5) and again.optimizer == "adamw"
+    np.testing.assert_allclose(again.predict_proba(Xt), a.predict_proba(Xt), rtol=1e-6)
+    for bad in (dict(dropout=(0.5,)), dict(dropout=(1.0, 0.0)), dict(optimizer="adam"),
+                dict(weight_decay=-1)):
+        with pytest.raises(ClassifierInputError):
+            MLP2(**bad)
+
+
 def test_groups_stay_on_one_side_of_the_mlp_holdout(data):
     from lf_core.classifiers import _holdout_split
 
