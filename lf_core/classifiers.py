@@ -603,6 +603,9 @@ class _MLP(LatentClassifier):
     """
 
     HIDDEN: ClassVar[tuple[int, ...]] = ()
+    # `lf train --regularise`: the default detector's recipe (weights/README.md)
+    REGULARISED: ClassVar[dict] = {"dropout": (0.2, 0.5), "optimizer": "adamw", "lr": 1e-4,
+                                   "weight_decay": 1e-2, "patience": 8}
 
     def __init__(
         self,

@@ -283,7 +283,9 @@ def describe_detector(det):
     m = det.metrics or {}
     proj = m.get("projector", {})
     k = getattr(det, "members", 1)  # an MLP ensemble: the mean of k nets' logits
-    name = type(det).__name__ + (f" (mean of {k} nets)" if k > 1 else "") + (
+    how = (["regularised"] if getattr(det, "optimizer", "sgd") != "sgd" else []) + (
+        [f"mean of {k} nets"] if k > 1 else [])
+    name = type(det).__name__ + (f" ({', '.join(how)})" if how else "") + (
         ", each face and its mirror" if two_views(det) else "")
     return f"{name} on {proj.get('kind', 'stylegan')} codes" + (
         f" ({proj.get('steps', 0)} steps)" if proj else "")

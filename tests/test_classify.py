@@ -250,6 +250,9 @@ def test_mlp_dropout_adamw(data, tmp_path):
     assert plain.get_params()["optimizer"] == "sgd" and plain.get_params()["dropout"] == [0.0, 0.0]
     again = load_classifier(a.save(tmp_path / "d.safetensors"))
     assert again.dropout == (0.2, 0.5) and again.optimizer == "adamw"
+    from lf_core.detect import describe_detector
+
+    assert "(regularised)" in describe_detector(again) and "regularised" not in describe_detector(plain)
     np.testing.assert_allclose(again.predict_proba(Xt), a.predict_proba(Xt), rtol=1e-6)
     for bad in (dict(dropout=(0.5,)), dict(dropout=(1.0, 0.0)), dict(optimizer="adam"),
                 dict(weight_decay=-1)):

@@ -130,7 +130,7 @@ def test_mlp_only_train_options_refused_for_forest(tmp_path, capsys, flag):
     assert e.value.code == 2 and "mlp2 or mlp5" in capsys.readouterr().err
 
 
-def test_train_help_names_logreg_grid(capsys):
+def test_train_help_follows_the_classes(capsys):
     """`lf train --help` states LogReg's C grid as text (so that --help needs no torch):
     it must follow the class."""
     from lf_core.classifiers import LogReg
@@ -140,6 +140,13 @@ def test_train_help_names_logreg_grid(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert f"{min(LogReg.CS):g} ... {max(LogReg.CS):g}" in text
     assert f"{LogReg.FOLDS}-fold" in text
+    # so does --regularise, the MLPs' recipe
+    from lf_core.classifiers import MLP2
+
+    r = MLP2.REGULARISED
+    assert (f"dropout {r['dropout'][0]:g} on the code and {r['dropout'][1]:g} after" in text
+            and f"AdamW (lr {r['lr']:g}, weight decay {r['weight_decay']:g})" in text
+            and f"after {r['patience']} epochs without progress" in text)
 
 
 @pytest.mark.parametrize("argv", [
