@@ -42,7 +42,7 @@ from .errors import LFError
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / "benchmarks"
-CLASSIFIERS = ("rf", "lr", "mlp2", "mlp5")
+CLASSIFIERS = ("rf", "lr", "mlp2", "mlp5", "mlp2-reg")  # -reg: lf train --regularise
 CNNS = ("meso4", "efficientnet_b0", "xception")
 SECTIONS = ("codes", "table", "recon", "channels", "fewshot", "seeds")
 
@@ -220,9 +220,9 @@ def section_table(cfg, store, work, codes):
         for clf in cfg.classifiers:
             def run(kind=kind, clf=clf, info=info):
                 path = work / "detectors" / f"{kind}-{clf}.safetensors"
-                params = _rf_params(cfg, cfg.rf_trees) if clf == "rf" else None
+                ckind, params = _kind_params(cfg, clf)
                 t = time.perf_counter()
-                det = train_detector(info["folder"], clf, path, seed=cfg.seed, params=params,
+                det = train_detector(info["folder"], ckind, path, seed=cfg.seed, params=params,
                                      log=_log)
                 fit_s = time.perf_counter() - t
                 t = time.perf_counter()
@@ -347,6 +347,20 @@ def _rf_params(cfg, trees):
     return {"n_trees": trees, "max_features": cfg.rf_max_features}
 
 
+def _kind_params(cfg, name, trees=None) -> tuple[str, dict | None]:
+    """A bench classifier name -> (lf_core classifier kind, its parameters). 'mlp2-reg' and
+    'mlp5-reg': the MLP with its REGULARISED recipe (lf train --regularise)."""
+    from .classifiers import CLASSIFIERS as KINDS
+
+    kind, _, variant = name.partition("-")
+    if kind not in KINDS or variant not in ("", "reg") or (variant and kind not in ("mlp2", "mlp5")):
+        raise LFError(f"unknown bench classifier {name!r}; use {', '.join(KINDS)}, mlp2-reg "
+                      "or mlp5-reg")
+    if kind == "rf":
+        return kind, _rf_params(cfg, trees or cfg.rf_trees)
+    return kind, (dict(KINDS[kind].REGULARISED) if variant else None)
+
+
 def _fit_score(kind, tr, te, channels=None, seed=0, params=None):
     from .classifiers import CLASSIFIERS
 
@@ -372,16 +386,16 @@ def section_channels(cfg, store, codes):
     c = load_codes(codes["stylegan"]["folder"])
     tr, te = c.where("train", labelled=True), c.where("test", labelled=True)
     out = {}
-    for kind in cfg.channel_classifiers:
-        params = _rf_params(cfg, cfg.channel_rf_trees) if kind == "rf" else None
+    for name in cfg.channel_classifiers:
+        kind, params = _kind_params(cfg, name, cfg.channel_rf_trees)
 
-        def run(kind=kind, params=params):
+        def run(name=name, kind=kind, params=params):
             rows = []
             for r in range(tr.codes.shape[1]):
-                _log(f"per-row accuracy, {kind}: W+ row {r} ({r + 1} of {tr.codes.shape[1]})")
+                _log(f"per-row accuracy, {name}: W+ row {r} ({r + 1} of {tr.codes.shape[1]})")
                 rows.append(_fit_score(kind, tr, te, channels=[r], seed=cfg.seed, params=params))
             return rows
-        out[kind] = store.get(f"channels/stylegan/{kind}", run)
+        out[name] = store.get(f"channels/stylegan/{name}", run)
     return out
 
 
@@ -508,8 +522,8 @@ def _refit(cfg, row, tr, te, seed, ckpt=None):
         if ckpt:
             Path(ckpt).unlink(missing_ok=True)
         return m
-    params = _rf_params(cfg, cfg.rf_trees) if clf == "rf" else None
-    return _fit_score(clf, tr, te, seed=seed, params=params)
+    kind, params = _kind_params(cfg, clf)
+    return _fit_score(kind, tr, te, seed=seed, params=params)
 
 
 def _point(row: dict, extra=()) -> dict:
@@ -598,6 +612,8 @@ def run_bench(cfg: BenchConfig) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     if not Path(cfg.manifest).is_file():
         raise LFError(f"manifest not found: {cfg.manifest}")
+    for clf in (*cfg.classifiers, *cfg.channel_classifiers):
+        _kind_params(cfg, clf)  # an unknown name fails now, not hours in
     store = _Store(work / "results.json", cfg.redo)
     t0 = time.perf_counter()
     codes = section_codes(cfg, store, work)
@@ -789,7 +805,16 @@ def _section_md(res, out_dir: Path) -> list[str]:
             f"{cfg.get('rf_max_features', 'sqrt')}). LR: C picked among "
             f"{', '.join(f'{c:g}' for c in LogReg.CS)} by {LogReg.FOLDS} group folds of the "
             "training faces. MLPs: SGD, lr 5e-4, BCE, early stopping on "
-            "held-out groups.")
+            "held-out groups (3 epochs without progress).")
+    if any(c.endswith("-reg") for c in cfg.get("classifiers", ())):
+        from .classifiers import MLP2
+
+        r = MLP2.REGULARISED
+        note += (f" mlp2-reg (not in the paper): the same MLP-2 with dropout {r['dropout'][0]:g} "
+                 f"on the code and {r['dropout'][1]:g} after the hidden layer, AdamW (lr "
+                 f"{r['lr']:g}, weight decay {r['weight_decay']:g}), early stopping after "
+                 f"{r['patience']} epochs without progress (lf train --regularise; the "
+                 "default detector's recipe).")
     if cfg.get("cnns"):
         note += (" CNNs: trained from scratch (no ImageNet weights offline; EfficientNet-B0 is "
                  "torchvision's architecture, Xception and Meso-4 are written in "

@@ -461,7 +461,8 @@ def parser():
                    "without it the vqvae rows are skipped")
     s.add_argument("--weights", help="generator checkpoint (default: embedded model)")
     s.add_argument("--prealigned", action="store_true", help="FFHQ-aligned images: no detection")
-    s.add_argument("--classifiers", default="rf,lr,mlp2,mlp5")
+    s.add_argument("--classifiers", default=",".join(BenchConfig.classifiers),
+                   help="latent classifiers (mlp2-reg: MLP-2 trained as lf train --regularise)")
     s.add_argument("--cnns", default="meso4,efficientnet_b0,xception", help="'' for none")
     s.add_argument("--cnn-epochs", type=_at_least(1), default=10)
     s.add_argument("--xception", type=_xception_arg, default="0.5,4", help="Xception width,middle blocks (1,8: full)")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from lf_core.data import read_manifest, split_of
+from lf_core.errors import LFError
 
 
 @pytest.fixture(scope="module")
@@ -27,19 +28,28 @@ def tiny_manifest(data_dir, tmp_path_factory):
     return path
 
 
+def test_bench_refuses_an_unknown_classifier_at_once(tiny_manifest, tmp_path):
+    from lf_core.bench import BenchConfig, run_bench
+
+    cfg = BenchConfig(manifest=str(tiny_manifest), work=str(tmp_path / "w"), classifiers=("lr-reg",))
+    with pytest.raises(LFError, match="unknown bench classifier 'lr-reg'"):
+        run_bench(cfg)
+    assert not (tmp_path / "w" / "results.json").exists()
+
+
 def test_bench_tiny(tiny_manifest, tmp_path):
     from lf_core.bench import BenchConfig, run_bench
 
     cfg = BenchConfig(manifest=str(tiny_manifest), name="tiny", work=str(tmp_path / "work"),
                       out_dir=str(tmp_path / "out"), projectors=("stylegan", "stylegan-2", "pca"),
-                      pca_components=8, classifiers=("lr", "mlp2"), cnns=("meso4",),
+                      pca_components=8, classifiers=("lr", "mlp2-reg"), cnns=("meso4",),
                       cnn_epochs=1, rf_trees=5, recon_faces=6, recon_steps=2,
                       recon_steps_faces=1, channel_classifiers=("lr",), fewshot_groups=(4, 0),
                       fewshot_draws=2)
     md = run_bench(cfg)
     res = json.loads((tmp_path / "out" / "results" / "tiny.json").read_text())
-    assert set(res["table"]) == {"stylegan/lr", "stylegan/mlp2", "stylegan-2/lr", "stylegan-2/mlp2",
-                                 "pca/lr", "pca/mlp2", "cnn/meso4"}
+    assert set(res["table"]) == {"stylegan/lr", "stylegan/mlp2-reg", "stylegan-2/lr",
+                                 "stylegan-2/mlp2-reg", "pca/lr", "pca/mlp2-reg", "cnn/meso4"}
     assert res["codes"]["stylegan-2"]["name"].startswith("stylegan (2 inversion steps")
     for row in res["table"].values():
         assert 0 <= row["accuracy"] <= 1 and row["n_train"] > 0 and row["infer_s_per_face"] > 0
@@ -52,7 +62,7 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     # baseline projector's row
     lat = [k for k in res["fewshot"] if not k.startswith("cnn/")]
     assert len({k.split("/")[0] for k in lat}) == 1 and lat[0].startswith("stylegan")
-    assert sorted(k.split("/")[1] for k in lat) == ["lr", "mlp2"] and "cnn/meso4" in res["fewshot"]
+    assert sorted(k.split("/")[1] for k in lat) == ["lr", "mlp2-reg"] and "cnn/meso4" in res["fewshot"]
     for row, pts in res["fewshot"].items():  # all groups: Table 1's own fit, not a second one
         assert pts[-1]["roc_auc"] == res["table"][row]["roc_auc"]
         # 4 groups drawn twice (other groups, other seed): the point is the draws' mean
@@ -68,6 +78,7 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     assert fewshot_paired(other) == []
     text = md.read_text()
     assert "| stylegan (2 steps) | lr |" in text
+    assert "mlp2-reg (not in the paper): the same MLP-2 with dropout 0.2" in text
     assert "Paired by draw (the same training groups)" in text
     for heading in ("Table 1", "Reconstruction quality", "per W+ row", "Few-shot"):
         assert heading.lower() in text.lower()
