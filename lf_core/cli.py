@@ -77,9 +77,11 @@ def cmd_predict(a):
             p = "n/a" if res.prob_fake is None else f"{res.prob_fake:.3f}"
             print(f"{a.input}: {res.verdict.upper()} (p_fake {p}, {n}/{len(res.frames)} "
                   f"frames with a face; {res.rule})")
+        _say_notes(res.notes)
         return 4 if res.prob_fake is None else 0
     res = predict_image(a.input, steps=a.steps, prior_fake=a.prior, model=model,
                         detector=a.detector)
+    _say_notes(res.notes)
     if a.json:
         print(json.dumps(res.to_json(), indent=1))
     else:
@@ -87,6 +89,13 @@ def cmd_predict(a):
             print(f"{a.input} face {i}: {f.verdict.upper()} (p_fake {f.prob_fake:.3f}, "
                   f"LR {f.likelihood_ratio:.2f}, prior {a.prior}, {f.steps} steps)")
     return 0
+
+
+def _say_notes(notes):
+    """What to know before reading a verdict (e.g. other inversion settings than the
+    detector's), on stderr: stdout stays the result."""
+    for n in notes:
+        print(f"lf: note: {n}", file=sys.stderr)
 
 
 def cmd_train_generator(a):

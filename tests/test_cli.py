@@ -95,8 +95,13 @@ def test_align_invert_predict_json(tmp_path, face_jpg, detector_path, capsys):
     capsys.readouterr()
     assert main(["predict", str(face_jpg), "--steps", "1", "--prior", "0.2", "--json",
                  "--detector", str(detector_path)]) == 0
-    face = json.loads(capsys.readouterr().out)["faces"][0]
+    out = capsys.readouterr()
+    res = json.loads(out.out)
+    face = res["faces"][0]
     assert face["verdict"] in ("real", "fake") and face["steps"] == 1
+    # the detector was trained on encoder-only codes: said on stderr and in the JSON
+    assert "lf: note: The detector was trained on codes from 0 inversion steps" in out.err
+    assert res["notes"] and "0 inversion steps" in res["notes"][0]
     assert set(face["timings"]) >= {"align", "encode", "invert", "classify"}
 
 
