@@ -101,6 +101,7 @@ def detect(image, steps, prior, settings, request: gr.Request):
         det_err = None
     except (NoDetectorError, DetectorMismatchError) as e:  # the inversion still runs
         det, det_desc, det_err = None, None, str(e)
+        why = "no detector" if isinstance(e, NoDetectorError) else "the detector does not fit"
 
     history, last = [], 0.0
     p = None
@@ -145,8 +146,8 @@ def detect(image, steps, prior, settings, request: gr.Request):
     state = dict(res, w=r.w, crop=face.crop, recon=r.image, weights_path=settings.weights)
     total_s = time.perf_counter() - t0
     if det is None:
-        out[5] = render.message_card("No verdict: no detector", det_err)
-        out[4] = _status(f"Inverted in {_fmt_s(total_s)}; no detector, so no verdict.")
+        out[5] = render.message_card(f"No verdict: {why}", det_err)
+        out[4] = _status(f"Inverted in {_fmt_s(total_s)}; {why}, so no verdict.")
         out[9] = dict(res, verdict=None, message=det_err)
         out[10] = state
         yield tuple(out)

@@ -263,6 +263,23 @@ def test_no_detector_degrades_readably(model, tmp_path, start_app):
         app.close()
 
 
+def test_detector_of_another_generator_gives_no_verdict(model, detector, tmp_path, start_app):
+    """A detector trained on another generator's codes: the face is still inverted, and the
+    verdict card says why there is none instead of scoring codes it never saw."""
+    path = tmp_path / "other.safetensors"
+    detector.save(path, metrics={"projector": {"kind": "stylegan", "steps": 0, "weights": "ffhq.pt",
+                                               "weights_sha256": "0123456789abcdef"}})
+    app, url = start_app({"LF_DETECTOR": str(path), "LF_WEIGHTS": model.path})
+    try:
+        out = Client(url, verbose=False).predict(handle_file(str(EXAMPLE)), 0, 0.5,
+                                                 api_name="/detect")
+        assert out[RECON] is not None
+        assert "the detector does not fit" in out[VERDICT] and "ffhq.pt" in out[VERDICT]
+        assert out[JSON]["verdict"] is None
+    finally:
+        app.close()
+
+
 def test_benchmarks_tab_explains_how_to_make_results(client):
     md, gallery = client.predict(api_name="/benchmarks")
     if (ROOT / "benchmarks" / "RESULTS.md").is_file():
