@@ -2,6 +2,7 @@
 
     python benchmarks/explore_mlp.py runs/codes/dfdc-mirror                        # MLP-2 recipes, two views
     python benchmarks/explore_mlp.py runs/bench/dfdc_full/codes-stylegan --others  # + SVM, boosted trees
+    python benchmarks/explore_mlp.py runs/bench/dfdc_full/codes-stylegan --variations  # around --regularise
 
 Fits on the `train` split of a codes folder (lf extract; with --mirror, on both views of
 each face) and prints the ROC AUC on the `val` split, the split the default detector was
@@ -35,11 +36,20 @@ RECIPES = {
     "regularised, patience 8 (--regularise)": MLP2.REGULARISED,
 }
 
+VARIATIONS = {  # --variations: around --regularise, one change each
+    "input dropout 0.5": {**MLP2.REGULARISED, "dropout": (0.5, 0.5)},
+    "lr 3e-4": {**MLP2.REGULARISED, "lr": 3e-4},
+    "weight decay 0.1": {**MLP2.REGULARISED, "weight_decay": 0.1},
+    "no input dropout": {**MLP2.REGULARISED, "dropout": (0.0, 0.5)},
+}
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("codes", help="codes folder (lf extract), W+ codes")
     ap.add_argument("--others", action="store_true", help="also an SVM and boosted trees")
+    ap.add_argument("--variations", action="store_true",
+                    help="also four variations of the --regularise recipe")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
@@ -53,7 +63,7 @@ def main():
     if two:
         X, y, g = np.concatenate([X, tr.mirror]), np.concatenate([y, y]), np.concatenate([g, g])
 
-    for name, kw in RECIPES.items():
+    for name, kw in {**RECIPES, **(VARIATIONS if a.variations else {})}.items():
         t0 = time.perf_counter()
         m = MLP2(seed=a.seed, **kw).fit(X, y, groups=g)
         p = m.predict_proba(va.codes)[:, 1]
