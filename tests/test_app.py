@@ -266,8 +266,10 @@ def test_no_detector_degrades_readably(model, tmp_path, start_app):
 def test_detector_of_another_generator_gives_no_verdict(model, detector, tmp_path, start_app):
     """A detector trained on another generator's codes: the face is still inverted, and the
     verdict card says why there is none instead of scoring codes it never saw."""
+    import copy
+
     path = tmp_path / "other.safetensors"
-    detector.save(path, metrics={"projector": {"kind": "stylegan", "steps": 0, "weights": "ffhq.pt",
+    copy.copy(detector).save(path, metrics={"projector": {"kind": "stylegan", "steps": 0, "weights": "ffhq.pt",
                                                "weights_sha256": "0123456789abcdef"}})
     app, url = start_app({"LF_DETECTOR": str(path), "LF_WEIGHTS": model.path})
     try:

@@ -248,12 +248,14 @@ def test_readme_python_example(dfdc_pairs, model, monkeypatch):
 
 def test_load_detector_reads_a_rewritten_file(detector, tmp_path):
     """The demo's Reload and a long-lived process see a detector that lf train rewrote."""
+    import copy
     import os
 
     path = tmp_path / "d.safetensors"
-    detector.save(path, metrics={"projector": {"kind": "stylegan", "steps": 0}})
+    det = copy.copy(detector)  # save() keeps the metrics: not on the shared fixture
+    det.save(path, metrics={"projector": {"kind": "stylegan", "steps": 0}})
     first = detect.load_detector(path)
     assert detect.load_detector(path) is first  # cached while unchanged
-    detector.save(path, metrics={"projector": {"kind": "stylegan", "steps": 5}})
+    det.save(path, metrics={"projector": {"kind": "stylegan", "steps": 5}})
     os.utime(path, ns=(1, 1))  # a new mtime even on a coarse clock
     assert detect.load_detector(path).metrics["projector"]["steps"] == 5
