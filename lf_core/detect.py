@@ -21,6 +21,7 @@ from .classifiers import decide, likelihood_ratio, load_classifier, mean_logit, 
 from .errors import DetectorMismatchError, LFError, NoFaceError, WeightsError
 from .io import load_image, read_video, video_info
 from .model import WEIGHTS_DIR, load_model
+from .projectors import file_digest
 
 DEFAULT_DETECTOR = WEIGHTS_DIR / "detector-default.safetensors"
 VIDEO_RULE = ("video p_fake = mean of the per-frame p_fake of the largest face, over the "
@@ -132,7 +133,7 @@ def check_detector(det, model, steps=0, passes=0) -> list[str]:
             f"this detector was trained on {kind} codes; images are scored on a generator's "
             "W+ codes: train a detector on those (lf extract --projector stylegan, lf train), "
             "or evaluate this one with lf evaluate")
-    sha, ours = proj.get("weights_sha256"), _digest(getattr(model, "path", None))
+    sha, ours = proj.get("weights_sha256"), file_digest(getattr(model, "path", None))
     if sha and sha != "unknown" and ours and not ours.startswith(sha[:16]):
         raise DetectorMismatchError(
             f"this detector was trained on codes of {proj.get('weights', 'another generator')} "
@@ -150,23 +151,6 @@ def check_detector(det, model, steps=0, passes=0) -> list[str]:
         notes.append(f"The detector was trained on codes after {trained_passes} encoder "
                      f"refinement passes; these used {passes}.")
     return notes
-
-
-_DIGESTS = {}
-
-
-def _digest(path):
-    """sha256 prefix of a weights file, cached by (path, mtime, size); None without one."""
-    try:
-        st = os.stat(path)
-    except (OSError, TypeError):
-        return None
-    key = (str(path), st.st_mtime_ns, st.st_size)
-    if key not in _DIGESTS:
-        from .projectors import file_digest
-
-        _DIGESTS[key] = file_digest(path)
-    return _DIGESTS[key]
 
 
 def as_detector(detector):

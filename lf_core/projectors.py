@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import ClassVar, Iterable
 
@@ -137,16 +138,26 @@ class Projector:
 # --------------------------------------------------------------------------- StyleGAN
 
 
+_DIGESTS: dict = {}
+
+
 def file_digest(path, n=16) -> str | None:
-    """First n hex digits of the file's sha256 (None when it does not exist)."""
-    p = Path(path)
-    if not p.is_file():
+    """First n hex digits of the file's sha256 (None when it does not exist). Cached by
+    (path, mtime, size): a rewritten file is read anew."""
+    try:
+        st = Path(path).stat()
+    except (OSError, TypeError):
         return None
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:n]
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key][:n]
 
 
 class StyleGANProjector(Projector):
