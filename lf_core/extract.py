@@ -319,6 +319,13 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
                 from .alignment import mirror as flip
                 views["mirror"] = _as_stored(projector.project(flip(crops))) if len(crops) \
                     else codes
+            bad = ~_finite_rows(codes)
+            for v in views.values():
+                bad |= ~_finite_rows(v)
+            if bad.any():  # listed with the faces that did not align, never dropped silently
+                failed = failed + [(r, it, NON_FINITE) for (r, it), b in zip(ok, bad) if b]
+                ok = [x for x, b in zip(ok, bad) if not b]
+                codes, views = codes[~bad], {k: v[~bad] for k, v in views.items()}
             atomic_savez(
                 _chunk_path(out, start), start=np.int64(start), stop=np.int64(stop),
                 codes=codes,
@@ -339,6 +346,14 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
                     work_faces=meta["work_faces"] + n_new)
         _finish(out, items, meta, rows, batch)
     return out
+
+
+NON_FINITE = "the projector gave non-finite values (NaN or inf) for this face"
+
+
+def _finite_rows(a) -> np.ndarray:
+    """(N,) bool: every value of the row is finite."""
+    return np.isfinite(a.reshape(len(a), -1)).all(1)
 
 
 def _finish(out: Path, items, meta, rows, batch):

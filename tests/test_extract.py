@@ -314,3 +314,22 @@ def test_identity_includes_refinement_passes():
     assert _identity_matches(det, {k: v for k, v in det.items() if k != "invert_kw"})  # older codes
     assert not _identity_matches(det, {**det, "invert_kw": {"passes": 2}})
     assert not _identity_matches({**det, "invert_kw": {"passes": 2}}, det)
+
+
+def test_non_finite_codes_are_listed_not_kept(manifest, tmp_path):
+    """A projector that returns NaN for a face (a diverged inversion, a broken file): the
+    face is listed in failed.csv with the reason, and no NaN reaches the codes."""
+    from lf_core.extract import NON_FINITE
+    from lf_core.projectors import CropProjector
+
+    class Flaky(CropProjector):
+        def project(self, crops):
+            out = super().project(crops).astype(np.float32)
+            out[:1] = np.nan  # the first face of every chunk
+            return out
+
+    out = extract(manifest, Flaky(16), tmp_path / "c", batch=8, progress=False)
+    c = load_codes(out)
+    n_rows = len(read_manifest(manifest))
+    assert np.isfinite(c.codes).all() and len(c) + c.meta["n_failed"] == n_rows
+    assert sum(r["reason"] == NON_FINITE for r in c.failed) == 2  # one per chunk of 8
