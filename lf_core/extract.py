@@ -353,7 +353,7 @@ NON_FINITE = "the projector gave non-finite values (NaN or inf) for this face"
 
 def _finite_rows(a) -> np.ndarray:
     """(N,) bool: every value of the row is finite."""
-    return np.isfinite(a.reshape(len(a), -1)).all(1)
+    return np.isfinite(a).all(axis=tuple(range(1, a.ndim)))
 
 
 def _finish(out: Path, items, meta, rows, batch):
