@@ -353,7 +353,8 @@ def _kind_params(cfg, name, trees=None) -> tuple[str, dict | None]:
     from .classifiers import CLASSIFIERS as KINDS
 
     kind, _, variant = name.partition("-")
-    if kind not in KINDS or variant not in ("", "reg") or (variant and kind not in ("mlp2", "mlp5")):
+    known = kind in KINDS and (not variant or variant == "reg" and hasattr(KINDS[kind], "REGULARISED"))
+    if not known:
         raise LFError(f"unknown bench classifier {name!r}; use {', '.join(KINDS)}, mlp2-reg "
                       "or mlp5-reg")
     if kind == "rf":

@@ -209,7 +209,7 @@ def _train_cnn(a):
                     ("--regularise", a.regularise or None)):
         if v is not None:
             raise SystemExit(_usage_error(f"{flag} is for the latent classifiers, not {a.classifier}"))
-    kw = {"arch_kw": _xception_kw(a.xception)} if a.classifier == "xception" else {}
+    kw = {"arch_kw": a.xception} if a.classifier == "xception" else {}
     epochs = BenchConfig.cnn_epochs if a.epochs is None else a.epochs
     det = train_baseline(a.codes, a.classifier, a.output, split=a.split, seed=a.seed,
                          max_epochs=epochs, progress=True, **kw)
@@ -218,11 +218,6 @@ def _train_cnn(a):
           f"{m['split']} split); {info.get('epochs')} epochs, best held-out loss "
           f"{info.get('best_val_loss', float('nan')):.4f}")
     return 0
-
-
-def _xception_kw(text):
-    w, m = text.split(",")
-    return {"width": float(w), "middle": int(m)}
 
 
 def _is_cnn_file(path) -> bool:
@@ -277,12 +272,12 @@ def cmd_bench(a):
         out_dir=a.out_dir, projectors=_names(a.projectors), vqvae_file=a.vqvae,
         weights=a.weights, prealigned=a.prealigned, classifiers=_names(a.classifiers),
         cnns=_names(a.cnns), cnn_epochs=a.cnn_epochs,
-        cnn_kw={"xception": _xception_kw(a.xception)},
+        cnn_kw={"xception": a.xception},
         rf_trees=a.rf_trees, rf_max_features=a.rf_max_features, recon_faces=a.recon_faces,
         recon_steps=a.recon_steps, recon_steps_faces=a.recon_steps_faces,
         channel_rf_trees=a.channel_rf_trees,
         channel_classifiers=_names(a.channel_classifiers),
-        fewshot_groups=tuple(int(g) for g in _names(a.fewshot)),
+        fewshot_groups=a.fewshot,
         fewshot_draws=a.fewshot_draws, seeds=a.seeds,
         cnn_seeds=a.cnn_seeds,
         bootstrap=a.bootstrap, seed=a.seed, redo=_names(a.redo or ""))
@@ -525,7 +520,7 @@ def _at_least(lo):
 
 
 def _xception_arg(text):
-    """--xception 'width,middle': width > 0, middle blocks >= 1."""
+    """--xception 'width,middle' -> {"width", "middle"}: width > 0, middle blocks >= 1."""
     try:
         w, m = text.split(",")
         kw = {"width": float(w), "middle": int(m)}
@@ -533,18 +528,18 @@ def _xception_arg(text):
         kw = None
     if kw is None or not (kw["width"] > 0 and kw["middle"] >= 1):
         raise argparse.ArgumentTypeError(f"use WIDTH,MIDDLE (e.g. 0.5,4; 1,8: full), got {text!r}")
-    return text
+    return kw
 
 
 def _group_counts(text):
-    """--fewshot: comma-separated training-group counts, 0 = all."""
+    """--fewshot '50,100,0' -> (50, 100, 0): training-group counts, 0 = all."""
     try:
         ns = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
         ns = None
     if not ns or min(ns) < 0:
         raise argparse.ArgumentTypeError(f"use counts like 50,100,500,0 (0 = all), got {text!r}")
-    return text
+    return tuple(ns)
 
 
 def _lr_C(text):
