@@ -4,7 +4,11 @@
     lf bench ../shared/data/ffhq_stylegan/manifest.csv --name ffhq_stylegan --work runs/bench/ffhq
 
 Per run (every result is cached in WORK/results.json, so a rerun after a kill goes on
-where it stopped; --redo SECTION recomputes one):
+where it stopped; --redo SECTION recomputes one). A copy of that cache is kept in
+benchmarks/results/cache/NAME.json, to commit: on a fresh checkout (no runs/) the bench
+starts from it and recomputes only what it lacks or what a changed projector made stale
+(the codes are extracted again; Table 1 rows keep their test probabilities, so the paired
+comparison needs no detector file):
   codes      lf extract per projector (stylegan encoder-only, pca, vqvae when its file is
              given, crops for the CNNs); the end-to-end time per face (decode + align +
              project) is the projector's inference time.
@@ -105,11 +109,25 @@ class BenchConfig:
 
 
 class _Store:
-    """WORK/results.json: one JSON-able value per key, written atomically after each."""
+    """WORK/results.json: one JSON-able value per key, written atomically after each.
 
-    def __init__(self, path: Path, redo=()):
-        self.path = path
-        self.data = json.loads(path.read_text()) if path.exists() else {}
+    `keep` (benchmarks/results/cache/NAME.json, committed) is a copy written beside it: a
+    fresh checkout has no WORK (runs/ is not in git), so a missing WORK/results.json starts
+    from that copy when it was made on the same manifest, and only what it lacks (or what
+    a changed projector makes stale, see section_codes) is computed again."""
+
+    def __init__(self, path: Path, redo=(), keep: Path | None = None, manifest: str = ""):
+        self.path, self.keep, self.manifest = path, keep, manifest
+        self.data = {}
+        if path.exists():
+            self.data = json.loads(path.read_text())
+        elif keep is not None and keep.exists():
+            k = json.loads(keep.read_text())
+            if k.get("manifest") == manifest:
+                self.data = k["data"]
+                _log(f"no {path}: starting from the kept copy {keep} ({len(self.data)} results)")
+            else:
+                _log(f"{keep} was made on {k.get('manifest')}, not {manifest}: not used")
         for sec in redo:
             self.drop(lambda k, sec=sec: k == sec or k.startswith(sec + "/"))
 
@@ -120,14 +138,41 @@ class _Store:
     def get(self, key, make):
         if key not in self.data:
             self.data[key] = make()
-            from .extract import atomic_write_json
-
-            atomic_write_json(self.path, self.data)
+            self.save()
         return self.data[key]
+
+    def save(self):
+        from .extract import atomic_write_json
+
+        atomic_write_json(self.path, self.data)
+        self.save_keep()
+
+    def save_keep(self):
+        from .extract import atomic_write_json
+
+        if self.keep is not None:
+            self.keep.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.keep, {"manifest": self.manifest, "data": self.data})
 
 
 def _log(msg):
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def _faces_digest(paths) -> str:
+    """A digest of face paths by their last two parts (fake/x.jpg): the same on any machine."""
+    import hashlib
+
+    names = "\n".join("/".join(Path(p).parts[-2:]) for p in paths)
+    return hashlib.sha1(names.encode()).hexdigest()[:16]
+
+
+def _test_record(m: dict) -> dict:
+    """A Table 1 row's test probabilities, in its codes' test order, with a digest of those
+    faces: the paired comparison then needs no detector file (a fresh checkout has none)."""
+    pr = m["predictions"]
+    return {"test_p": [round(float(r["prob_fake"]), 5) for r in pr],
+            "test_faces": _faces_digest([r["path"] for r in pr])}
 
 
 def _row_metrics(m: dict) -> dict:
@@ -190,6 +235,11 @@ def section_codes(cfg, store, work):
             # (its few-shot points too: fewshot/KIND/...; the CNNs' do not depend on it)
             _log(f"{kind}: the projector changed since the cached results; recomputing them")
             store.drop(lambda k, kind=kind: kind in k.split("/"))
+        elif old is not None and not (Path(old["folder"]) / "meta.json").exists():
+            # a kept cache on a fresh checkout: the codes are made again, the results
+            # computed from them stay (the same projector; a PCA is refitted on the same faces)
+            _log(f"{kind}: the cached codes folder {old['folder']} is gone; extracting again")
+            store.drop(lambda k, kind=kind: k == f"codes/{kind}")
 
         def run(kind=kind, folder=folder, proj=proj, ident=ident,
                 fresh="codes" in cfg.redo or (ident is not None and old is not None)):
@@ -226,13 +276,13 @@ def section_table(cfg, store, work, codes):
                                      log=_log)
                 fit_s = time.perf_counter() - t
                 t = time.perf_counter()
-                m = evaluate_detector(info["folder"], det, split="test", predictions=False,
-                                      log=_log)
+                m = evaluate_detector(info["folder"], det, split="test", log=_log)
                 clf_s = (time.perf_counter() - t) / max(1, m["n"])
                 return {"projector": kind, "classifier": clf, "detector": str(path),
                         "n_train": det.metrics["n_train"], "train_s": round(fit_s, 2),
                         "infer_s_per_face": info["s_per_face"] + clf_s,
-                        "val": (det.metrics or {}).get("val"), **_row_metrics(m)}
+                        "val": (det.metrics or {}).get("val"), **_row_metrics(m),
+                        **_test_record(m)}
             rows[f"{kind}/{clf}"] = store.get(f"table/{kind}/{clf}", run)
     if "crops" in codes:
         for arch in cfg.cnns:
@@ -250,7 +300,8 @@ def section_table(cfg, store, work, codes):
                         "infer_s_per_face": codes["crops"]["s_per_face"] + per,
                         "n_parameters": det.n_parameters, "epochs": det.train_info_.get("epochs"),
                         "best_epoch": det.train_info_.get("best_epoch"),
-                        "val_loss": det.train_info_.get("best_val_loss"), **_row_metrics(m)}
+                        "val_loss": det.train_info_.get("best_val_loss"), **_row_metrics(m),
+                        **_test_record(m)}
             rows[f"cnn/{arch}"] = store.get(f"table/cnn/{arch}", run)
     return rows
 
@@ -533,10 +584,23 @@ def _point(row: dict, extra=()) -> dict:
 
 
 def _test_probs(row: dict, folder) -> dict:
-    """{path: (label, group, p_fake)} of a Table 1 row's saved detector on the test split."""
+    """{path: (label, group, p_fake)} of a Table 1 row on the test split: its kept
+    probabilities, or (rows from before they were kept) its saved detector's."""
     from .baselines import evaluate_baseline
     from .evaluate import evaluate_detector
+    from .extract import load_codes
 
+    if "test_p" in row:
+        ev = load_codes(folder, with_codes=False).where("test")
+        if _faces_digest(ev.paths) == row["test_faces"]:
+            return {p: (int(y), g, q) for p, y, g, q in
+                    zip(ev.paths, ev.labels, ev.groups, row["test_p"]) if y >= 0}
+        _log(f"{row['projector']}/{row['classifier']}: its kept test probabilities are of "
+             f"other faces than {folder}'s; scoring its detector again")
+    if not Path(row["detector"]).is_file():
+        raise LFError(f"{row['detector']} is gone and its Table 1 row keeps no test "
+                      "probabilities: rerun with --redo table (or delete that row from "
+                      "WORK/results.json) to fit it again")
     if row["projector"] == "pixels (CNN)":
         m = evaluate_baseline(folder, row["detector"], split="test")
     else:
@@ -615,7 +679,14 @@ def run_bench(cfg: BenchConfig) -> Path:
         raise LFError(f"manifest not found: {cfg.manifest}")
     for clf in (*cfg.classifiers, *cfg.channel_classifiers):
         _kind_params(cfg, clf)  # an unknown name fails now, not hours in
-    store = _Store(work / "results.json", cfg.redo)
+    kept = Path(cfg.out_dir) / "results" / f"{cfg.name}.json"
+    fresh = not (work / "results.json").exists()
+    store = _Store(work / "results.json", cfg.redo, manifest=str(cfg.manifest),
+                   keep=Path(cfg.out_dir) / "results" / "cache" / f"{cfg.name}.json")
+    log = work / "runs.jsonl"  # every invocation over this cache (below)
+    if fresh and store.data and kept.exists() and not log.exists():
+        runs = json.loads(kept.read_text()).get("runs") or []
+        log.write_text("".join(json.dumps(r) + "\n" for r in runs))
     t0 = time.perf_counter()
     codes = section_codes(cfg, store, work)
     table = section_table(cfg, store, work, codes)
@@ -624,11 +695,11 @@ def run_bench(cfg: BenchConfig) -> Path:
     fewshot = section_fewshot(cfg, store, codes, table)
     seeds = section_seeds(cfg, store, codes, table)
     compare = section_compare(cfg, codes, table)
+    store.save_keep()  # WORK/results.json edited by hand (a row deleted, say) is kept too
     from .extract import atomic_write_json
 
     # WORK/runs.jsonl: every invocation over this cache, so that a cached rerun does not
     # hide what the whole took
-    log = work / "runs.jsonl"
     with open(log, "a") as f:
         f.write(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"),
                             "wall_s": round(time.perf_counter() - t0, 1)}) + "\n")
@@ -638,7 +709,8 @@ def run_bench(cfg: BenchConfig) -> Path:
            else None,
            "machine": machine(),
            "date": time.strftime("%Y-%m-%d"), "wall_s": runs[-1]["wall_s"],
-           "codes": codes, "table": table, "recon": recon, "channels": channels,
+           "codes": codes, "recon": recon, "channels": channels,
+           "table": {k: {f: v for f, v in r.items() if f != "test_p"} for k, r in table.items()},
            "fewshot": fewshot, "seeds": seeds, "compare": compare, "runs": runs}
     out_dir = Path(cfg.out_dir)
     (out_dir / "results").mkdir(parents=True, exist_ok=True)

@@ -444,9 +444,10 @@ def is_codes_folder(path) -> bool:
     return Path(path).is_dir() and (Path(path) / "meta.json").is_file()
 
 
-def load_codes(path, partial: bool = False) -> Codes:
+def load_codes(path, partial: bool = False, with_codes: bool = True) -> Codes:
     """Read a CODES folder written by `extract`. An unfinished extraction is an LFError
-    (rerun extract to resume) unless partial=True."""
+    (rerun extract to resume) unless partial=True. with_codes=False reads the labels,
+    groups and paths only (codes of shape (N, 0)): a crops folder holds gigabytes."""
     path = Path(path)
     if not is_codes_folder(path):
         raise LFError(f"{path} is not a codes folder (no meta.json); make one with lf extract")
@@ -460,8 +461,8 @@ def load_codes(path, partial: bool = False) -> Codes:
         raise LFError(f"extraction in {path} is unfinished ({meta.get('n_done', 0)}/"
                       f"{meta.get('n_items')} faces): rerun the same lf extract to resume")
     batch, n = int(meta["batch"]), int(meta["n_items"])
-    keys = ("codes", "labels", "groups", "paths", "index") + (("mirror",) if meta.get("mirror")
-                                                              else ())
+    keys = (("codes",) if with_codes else ()) + ("labels", "groups", "paths", "index") + (
+        ("mirror",) if meta.get("mirror") and with_codes else ())
     parts = []
     for start in range(0, n, batch):
         p = _chunk_path(path, start)
@@ -483,10 +484,12 @@ def load_codes(path, partial: bool = False) -> Codes:
     if fp.exists():
         with open(fp, newline="") as f:
             failed = list(csv.DictReader(f))
-    return Codes(cat("codes", np.zeros((0, *shape), dtype)), cat("labels", np.zeros(0, np.int8)),
-                 cat("groups", np.zeros(0, str)), cat("paths", np.zeros(0, str)),
+    labels = cat("labels", np.zeros(0, np.int8))
+    codes = cat("codes", np.zeros((0, *shape), dtype)) if with_codes else np.zeros((len(labels), 0), dtype)
+    return Codes(codes, labels, cat("groups", np.zeros(0, str)), cat("paths", np.zeros(0, str)),
                  cat("index", np.zeros(0, np.int64)), meta, failed, path,
-                 cat("mirror", np.zeros((0, *shape), dtype)) if meta.get("mirror") else None)
+                 cat("mirror", np.zeros((0, *shape), dtype)) if meta.get("mirror") and with_codes
+                 else None)
 
 
 __all__ = ["Codes", "extract", "fit_projector", "is_codes_folder", "load_codes", "load_crop",

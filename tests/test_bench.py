@@ -137,6 +137,25 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     res = json.loads((tmp_path / "out" / "results" / "tiny.json").read_text())
     assert res["fewshot"]["cnn/meso4"][-1]["roc_auc"] == 0.123
 
+    # a fresh checkout has no WORK (runs/ is not in git): the copy kept in
+    # out/results/cache/ brings every result back, only the codes are made again, and the
+    # paired comparison reads the rows' kept test probabilities (no detector file is left)
+    import shutil
+    kept = json.loads((tmp_path / "out" / "results" / "cache" / "tiny.json").read_text())
+    assert kept["data"]["table/cnn/meso4"]["roc_auc"] == 0.123  # synced at the end of a run
+    shutil.rmtree(tmp_path / "work")
+    run_bench(cfg)
+    again = json.loads((tmp_path / "out" / "results" / "tiny.json").read_text())
+    for sec in ("table", "recon", "channels", "fewshot", "seeds", "compare"):
+        assert again[sec] == res[sec], sec
+    assert len(again["runs"]) == len(res["runs"]) + 1
+    assert not (tmp_path / "work" / "detectors").exists()
+    # a kept copy made on another manifest is not used
+    from lf_core.bench import _Store
+    other = _Store(tmp_path / "work.json", keep=tmp_path / "out" / "results" / "cache" / "tiny.json",
+                   manifest="another.csv")
+    assert other.data == {}
+
     # RESULTS.md names the generator's sha256 and says when a run's StyleGAN rows were made
     # with weights other than the shipped ones
     from lf_core.bench import write_report
