@@ -118,13 +118,13 @@ class _Store:
 
     def __init__(self, path: Path, redo=(), keep: Path | None = None, manifest: str = ""):
         self.path, self.keep, self.manifest = path, keep, manifest
-        self.data = {}
+        self.data, self.seeded = {}, False
         if path.exists():
             self.data = json.loads(path.read_text())
         elif keep is not None and keep.exists():
             k = json.loads(keep.read_text())
             if k.get("manifest") == manifest:
-                self.data = k["data"]
+                self.data, self.seeded = k["data"], True
                 _log(f"no {path}: starting from the kept copy {keep} ({len(self.data)} results)")
             else:
                 _log(f"{keep} was made on {k.get('manifest')}, not {manifest}: not used")
@@ -159,12 +159,17 @@ def _log(msg):
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def _faces_digest(paths) -> str:
-    """A digest of face paths by their last two parts (fake/x.jpg): the same on any machine."""
+def _fingerprint(names, n: int) -> str:
+    """First n hex digits of the sha256 of the names, one per line."""
     import hashlib
 
-    names = "\n".join("/".join(Path(p).parts[-2:]) for p in paths)
-    return hashlib.sha1(names.encode()).hexdigest()[:16]
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:n]
+
+
+def _faces_digest(paths) -> str:
+    """A fingerprint of face paths, in order, by their last two parts (fake/x.jpg): the same
+    on any machine."""
+    return _fingerprint(("/".join(Path(p).parts[-2:]) for p in paths), 16)
 
 
 def _test_record(m: dict) -> dict:
@@ -527,9 +532,7 @@ def _mean_point(draws: list[dict]) -> dict:
 
 def _groups_sha(groups) -> str:
     """A short fingerprint of a set of group names."""
-    import hashlib
-
-    return hashlib.sha256("\n".join(map(str, np.unique(groups))).encode()).hexdigest()[:12]
+    return _fingerprint(map(str, np.unique(groups)), 12)
 
 
 def fewshot_paired(fewshot: dict) -> list[dict]:
@@ -679,13 +682,12 @@ def run_bench(cfg: BenchConfig) -> Path:
         raise LFError(f"manifest not found: {cfg.manifest}")
     for clf in (*cfg.classifiers, *cfg.channel_classifiers):
         _kind_params(cfg, clf)  # an unknown name fails now, not hours in
-    kept = Path(cfg.out_dir) / "results" / f"{cfg.name}.json"
-    fresh = not (work / "results.json").exists()
     store = _Store(work / "results.json", cfg.redo, manifest=str(cfg.manifest),
                    keep=Path(cfg.out_dir) / "results" / "cache" / f"{cfg.name}.json")
     log = work / "runs.jsonl"  # every invocation over this cache (below)
-    if fresh and store.data and kept.exists() and not log.exists():
-        runs = json.loads(kept.read_text()).get("runs") or []
+    last = Path(cfg.out_dir) / "results" / f"{cfg.name}.json"  # the last finished run's
+    if store.seeded and last.exists() and not log.exists():  # its runs go on counting
+        runs = json.loads(last.read_text()).get("runs") or []
         log.write_text("".join(json.dumps(r) + "\n" for r in runs))
     t0 = time.perf_counter()
     codes = section_codes(cfg, store, work)
