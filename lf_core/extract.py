@@ -461,8 +461,9 @@ def load_codes(path, partial: bool = False, with_codes: bool = True) -> Codes:
         raise LFError(f"extraction in {path} is unfinished ({meta.get('n_done', 0)}/"
                       f"{meta.get('n_items')} faces): rerun the same lf extract to resume")
     batch, n = int(meta["batch"]), int(meta["n_items"])
+    mirror = bool(meta.get("mirror")) and with_codes  # the mirror views are codes too
     keys = (("codes",) if with_codes else ()) + ("labels", "groups", "paths", "index") + (
-        ("mirror",) if meta.get("mirror") and with_codes else ())
+        ("mirror",) if mirror else ())
     parts = []
     for start in range(0, n, batch):
         p = _chunk_path(path, start)
@@ -488,8 +489,7 @@ def load_codes(path, partial: bool = False, with_codes: bool = True) -> Codes:
     codes = cat("codes", np.zeros((0, *shape), dtype)) if with_codes else np.zeros((len(labels), 0), dtype)
     return Codes(codes, labels, cat("groups", np.zeros(0, str)), cat("paths", np.zeros(0, str)),
                  cat("index", np.zeros(0, np.int64)), meta, failed, path,
-                 cat("mirror", np.zeros((0, *shape), dtype)) if meta.get("mirror") and with_codes
-                 else None)
+                 cat("mirror", np.zeros((0, *shape), dtype)) if mirror else None)
 
 
 __all__ = ["Codes", "extract", "fit_projector", "is_codes_folder", "load_codes", "load_crop",
