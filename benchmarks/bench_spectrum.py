@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -30,14 +31,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lf_core.data import read_manifest, split_of  # noqa: E402
 
 
+@lru_cache
+def radii(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H*W,) integer distance of each pixel from the centre of a shifted FFT, and the
+    number of pixels at each distance."""
+    yy, xx = np.mgrid[:h, :w]
+    r = np.hypot(yy - h // 2, xx - w // 2).astype(int).ravel()
+    return r, np.bincount(r)
+
+
 def spectrum(path: Path) -> np.ndarray:
     """(S/2,) mean log-magnitude per integer radius of the centred 2-D FFT, minus its mean."""
     g = np.asarray(Image.open(path).convert("L"), np.float32)  # (H, W)
     h, w = g.shape
     mag = np.log(np.abs(np.fft.fftshift(np.fft.fft2(g))) + 1e-6)
-    yy, xx = np.mgrid[:h, :w]
-    r = np.hypot(yy - h // 2, xx - w // 2).astype(int).ravel()
-    prof = np.bincount(r, mag.ravel()) / np.bincount(r)
+    r, count = radii(h, w)
+    prof = np.bincount(r, mag.ravel()) / count
     prof = prof[: min(h, w) // 2]
     return prof - prof.mean()
 
@@ -56,9 +65,10 @@ def main() -> None:
         return make_pipeline(StandardScaler(), LogisticRegression(
             C=C, max_iter=5000, class_weight="balanced")).fit(X[tr], y[tr])
 
-    val = {C: roc_auc_score(y[va], fit(C).predict_proba(X[va])[:, 1]) for C in (0.01, 0.1, 1, 10)}
+    fits = {C: fit(C) for C in (0.01, 0.1, 1, 10)}
+    val = {C: roc_auc_score(y[va], m.predict_proba(X[va])[:, 1]) for C, m in fits.items()}
     C = max(val, key=val.get)
-    p = fit(C).predict_proba(X[te])[:, 1]
+    p = fits[C].predict_proba(X[te])[:, 1]
     print(" ".join(sys.argv))
     print(f"{len(items)} faces ({tr.sum()} train, {va.sum()} val, {te.sum()} test), "
           f"{X.shape[1]} radii; C {C} (val AUC {val[C]:.3f})")
