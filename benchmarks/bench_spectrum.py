@@ -8,9 +8,10 @@ your up-convolution", CVPR 2020), and a linear model on the 1-D azimuthal averag
 log spectrum finds them from a few hundred faces when the images are not resized or
 compressed. It needs no model and no training beyond LR, so it tells how much of a
 data set's signal is plain frequency content: where it is near chance, the fakes do not
-differ from the real faces in that way at this size and JPEG quality. Same split as every
-`lf` command (groups by `lf_core.data.split_of`); C is picked on the val split, the test
-split is scored once. No alignment: the whole image as stored, in grey.
+differ from the real faces in that way at this size and JPEG quality. Same split and the
+same classifier as the bench's latent LR rows: `lf_core.classifiers.LogReg` fitted on the
+train split (it standardises and picks C by group folds), the test split scored once.
+No alignment: the whole image as stored, in grey.
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lf_core.classifiers import LogReg  # noqa: E402
 from lf_core.data import read_manifest, split_of  # noqa: E402
 
 
@@ -58,22 +57,18 @@ def main() -> None:
     items = [it for it in read_manifest(args.manifest) if it.label >= 0]
     X = np.array([spectrum(it.path) for it in items])  # (N, S/2); one image size per set
     y = np.array([it.label for it in items])
-    part = np.array([split_of(it.group) for it in items])
-    tr, va, te = (part == s for s in ("train", "val", "test"))
-
-    def fit(C):
-        return make_pipeline(StandardScaler(), LogisticRegression(
-            C=C, max_iter=5000, class_weight="balanced")).fit(X[tr], y[tr])
-
-    fits = {C: fit(C) for C in (0.01, 0.1, 1, 10)}
-    val = {C: roc_auc_score(y[va], m.predict_proba(X[va])[:, 1]) for C, m in fits.items()}
-    C = max(val, key=val.get)
-    p = fits[C].predict_proba(X[te])[:, 1]
+    groups = np.array([it.group for it in items])
+    part = np.array([split_of(g) for g in groups])
+    tr, te = part == "train", part == "test"
+    lr = LogReg().fit(X[tr], y[tr], groups[tr])
+    p = lr.predict_proba(X[te])[:, 1]
+    cv = lr.train_info_["cv_auc"]
     print(" ".join(sys.argv))
-    print(f"{len(items)} faces ({tr.sum()} train, {va.sum()} val, {te.sum()} test), "
-          f"{X.shape[1]} radii; C {C} (val AUC {val[C]:.3f})")
+    print(f"{len(items)} faces ({tr.sum()} train, {te.sum()} test), {X.shape[1]} radii; "
+          f"C {lr.train_info_['C']:g} (group-fold AUC {max(cv.values()):.3f})")
     print(f"test: AUC {roc_auc_score(y[te], p):.3f}, "
-          f"balanced accuracy {balanced_accuracy_score(y[te], p >= 0.5):.3f}")
+          f"balanced accuracy {balanced_accuracy_score(y[te], lr.predict(X[te])):.3f} "
+          f"(decision at equal priors)")
 
 
 if __name__ == "__main__":
