@@ -674,6 +674,25 @@ def _seed_spread(cfg, store, codes, table, row, n):
 # --------------------------------------------------------------------------- run + report
 
 
+class _sigterm_as_exit:
+    """Within: SIGTERM (`kill`, `pkill`) raises SystemExit, so `finally` blocks run (the
+    run log above) as for Ctrl-C. Only in the main thread, where Python allows handlers."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
+
+
 def run_bench(cfg: BenchConfig) -> Path:
     """Run every section (cached), write results/NAME.json, figures and RESULTS.md."""
     work = Path(cfg.work)
@@ -689,22 +708,27 @@ def run_bench(cfg: BenchConfig) -> Path:
     if store.seeded and last.exists() and not log.exists():  # its runs go on counting
         runs = json.loads(last.read_text()).get("runs") or []
         log.write_text("".join(json.dumps(r) + "\n" for r in runs))
-    t0 = time.perf_counter()
-    codes = section_codes(cfg, store, work)
-    table = section_table(cfg, store, work, codes)
-    recon = section_recon(cfg, store, work, codes)
-    channels = section_channels(cfg, store, codes)
-    fewshot = section_fewshot(cfg, store, codes, table)
-    seeds = section_seeds(cfg, store, codes, table)
-    compare = section_compare(cfg, codes, table)
+    t0, resumed, done = time.perf_counter(), bool(store.data), False
+    try:
+        with _sigterm_as_exit():
+            codes = section_codes(cfg, store, work)
+            table = section_table(cfg, store, work, codes)
+            recon = section_recon(cfg, store, work, codes)
+            channels = section_channels(cfg, store, codes)
+            fewshot = section_fewshot(cfg, store, codes, table)
+            seeds = section_seeds(cfg, store, codes, table)
+            compare = section_compare(cfg, codes, table)
+        done = True
+    finally:
+        # WORK/runs.jsonl: every invocation over this cache, stopped ones too (Ctrl-C,
+        # kill), so that a cached rerun does not hide what the whole took
+        with open(log, "a") as f:
+            f.write(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"),
+                                "wall_s": round(time.perf_counter() - t0, 1),
+                                "resumed": resumed, "finished": done}) + "\n")
     store.save_keep()  # WORK/results.json edited by hand (a row deleted, say) is kept too
     from .extract import atomic_write_json
 
-    # WORK/runs.jsonl: every invocation over this cache, so that a cached rerun does not
-    # hide what the whole took
-    with open(log, "a") as f:
-        f.write(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"),
-                            "wall_s": round(time.perf_counter() - t0, 1)}) + "\n")
     runs = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
     res = {"name": cfg.name, "manifest": str(cfg.manifest), "config": asdict(cfg),
            "command": "lf " + shlex.join(sys.argv[1:]) if sys.argv and "lf" in Path(sys.argv[0]).name
@@ -819,11 +843,18 @@ def _cpu(m) -> str:  # results written before machine() had the model and ISA: n
 
 def _wall(res) -> str:
     runs = res.get("runs") or []
+    this = f"this run {res['wall_s']:.0f} s (cached sections count 0)"
     if len(runs) < 2:
-        return f"whole run {res['wall_s']:.0f} s (cached sections count 0)"
-    return (f"this run {res['wall_s']:.0f} s (cached sections count 0); {len(runs)} runs over "
-            f"this cache, {sum(r['wall_s'] for r in runs):.0f} s in all ({runs[0]['date']} to "
+        # "resumed" is logged since 2026-11-28; a stopped run left no line before that
+        return (f"{this}; it went on from the results of earlier runs that were not logged"
+                if runs and runs[0].get("resumed") else
+                f"whole run {res['wall_s']:.0f} s (cached sections count 0)")
+    stopped = sum(r.get("finished") is False for r in runs)
+    return (f"{this}; {len(runs)} runs over this cache"
+            + (f" ({stopped} stopped before the end)" if stopped else "")
+            + f", {sum(r['wall_s'] for r in runs):.0f} s in all ({runs[0]['date']} to "
             f"{runs[-1]['date']})")
+
 
 
 def _stale_generator(res) -> list[str]:

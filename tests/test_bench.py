@@ -37,7 +37,20 @@ def test_bench_refuses_an_unknown_classifier_at_once(tiny_manifest, tmp_path):
     assert not (tmp_path / "w" / "results.json").exists()
 
 
-def test_bench_tiny(tiny_manifest, tmp_path):
+def test_sigterm_ends_a_bench_like_ctrl_c():
+    """`kill` of a bench raises SystemExit inside, so its run is logged (see below)."""
+    import os
+    import signal
+
+    from lf_core.bench import _sigterm_as_exit
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as e, _sigterm_as_exit():
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert e.value.code == 143 and signal.getsignal(signal.SIGTERM) is before
+
+
+def test_bench_tiny(tiny_manifest, tmp_path, monkeypatch):
     from lf_core.bench import BenchConfig, run_bench
 
     cfg = BenchConfig(manifest=str(tiny_manifest), name="tiny", work=str(tmp_path / "work"),
@@ -120,6 +133,21 @@ def test_bench_tiny(tiny_manifest, tmp_path):
     first = res["runs"][0]["wall_s"]  # and the header still counts the first run's time
     assert len(res["runs"]) == 2 and first > res["wall_s"]
     assert f"2 runs over this cache, {first + res['wall_s']:.0f} s in all" in md.read_text()
+
+    # a run stopped midway (Ctrl-C, kill) is logged too, and the next report counts it
+    import lf_core.bench as bench
+
+    def stop(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "section_recon", stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(cfg)
+    monkeypatch.undo()
+    run_bench(cfg)
+    runs = json.loads((tmp_path / "out" / "results" / "tiny.json").read_text())["runs"]
+    assert [(r["resumed"], r["finished"]) for r in runs[2:]] == [(True, False), (True, True)]
+    assert "4 runs over this cache (1 stopped before the end)" in md.read_text()
 
     # other generator weights: the stylegan codes and what is made of them are redone
     store = json.loads((tmp_path / "work" / "results.json").read_text())
