@@ -675,8 +675,8 @@ def _seed_spread(cfg, store, codes, table, row, n):
 
 
 class _sigterm_as_exit:
-    """Within: SIGTERM (`kill`, `pkill`) raises SystemExit, so `finally` blocks run (the
-    run log above) as for Ctrl-C. Only in the main thread, where Python allows handlers."""
+    """Within: SIGTERM (`kill`, `pkill`) raises SystemExit, so `finally` blocks run (run_bench
+    logs the run in one) as for Ctrl-C. Only in the main thread, where Python allows handlers."""
 
     def __enter__(self):
         import signal
@@ -854,7 +854,6 @@ def _wall(res) -> str:
             + (f" ({stopped} stopped before the end)" if stopped else "")
             + f", {sum(r['wall_s'] for r in runs):.0f} s in all ({runs[0]['date']} to "
             f"{runs[-1]['date']})")
-
 
 
 def _stale_generator(res) -> list[str]:
