@@ -852,8 +852,10 @@ def _wall(res) -> str:
     stopped = sum(r.get("finished") is False for r in runs)
     return (f"{this}; {len(runs)} runs over this cache"
             + (f" ({stopped} stopped before the end)" if stopped else "")
-            + f", {sum(r['wall_s'] for r in runs):.0f} s in all ({runs[0]['date']} to "
-            f"{runs[-1]['date']})")
+            + f", {sum(r['wall_s'] for r in runs):.0f} s in all (ended {runs[0]['date']} to "
+            f"{runs[-1]['date']})"
+            + ("; the first went on from the results of earlier runs that were not logged"
+               if runs[0].get("resumed") else ""))
 
 
 def _stale_generator(res) -> list[str]:

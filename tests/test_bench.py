@@ -195,3 +195,15 @@ def test_bench_tiny(tiny_manifest, tmp_path, monkeypatch):
     (tmp_path / "out" / "results" / "tiny.json").write_text(json.dumps(res))
     text = write_report(tmp_path / "out").read_text()
     assert "Stale for the shipped generator:** the StyleGAN rows (stylegan) " in text
+
+
+def test_wall_says_when_the_first_logged_run_went_on_from_unlogged_ones():
+    from lf_core.bench import _wall
+
+    runs = [{"date": "d0", "wall_s": 10.0, "resumed": True, "finished": False},
+            {"date": "d1", "wall_s": 20.0, "resumed": True, "finished": True}]
+    text = _wall({"wall_s": 20.0, "runs": runs})
+    assert "2 runs over this cache (1 stopped before the end), 30 s in all (ended d0 to d1)" in text
+    assert text.endswith("the first went on from the results of earlier runs that were not logged")
+    runs[0]["resumed"] = False
+    assert "not logged" not in _wall({"wall_s": 20.0, "runs": runs})
