@@ -21,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lf_core import inversion as inv  # noqa: E402
+from lf_core.losses import mean_ci95  # noqa: E402
 from lf_core.model import load_model  # noqa: E402
 from lf_core.train_gen import build_cache  # noqa: E402
 
@@ -54,11 +55,11 @@ def main():
                     w = torch.from_numpy(r.w)
                     ds.append(float((w - model.E(model.G(w))).pow(2).mean()))
             first = np.array(ps) if first is None else first
-            d = np.array(ps) - first
-            ci = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
+            d, ci = mean_ci95(np.array(ps) - first)
             print(f"dom_every={every} a_dom={a_dom:g}: PSNR {np.mean(ps):.2f} dB, SSIM "
                   f"{np.mean(ss):.4f}, domain {np.mean(ds):.4f}, {time.perf_counter() - t:.0f} s; "
-                  f"PSNR minus the first setting {d.mean():+.2f} ± {ci:.2f} dB", flush=True)
+                  f"PSNR minus the first setting {d:+.2f} ± {ci:.2f} dB", flush=True)
+
 
 if __name__ == "__main__":
     main()
