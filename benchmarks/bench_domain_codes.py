@@ -24,8 +24,7 @@ from lf_core.extract import extract, load_codes  # noqa: E402
 from lf_core.projectors import StyleGANProjector  # noqa: E402
 
 
-def test_aucs(folder, kind) -> list[float]:
-    c = load_codes(folder)
+def test_aucs(c, kind) -> list[float]:
     tr, te = c.where("train", labelled=True), c.where("test", labelled=True)
     seeds = (0,) if kind == "lr" else (0, 1, 2)
     return [roc_auc_score(te.labels, CLASSIFIERS[kind](seed=s).fit(tr.codes, tr.labels, tr.groups)
@@ -46,8 +45,9 @@ def main():
     extract(a.manifest, StyleGANProjector(steps=a.steps, a_dom=a.a_dom), out,
             prealigned=a.prealigned, progress=True)
     for name, folder in [(f"a_dom {a.a_dom:g}", out)] + ([(a.against, a.against)] if a.against else []):
+        c = load_codes(folder)
         for kind in ("lr", "rf", "mlp2", "mlp5"):
-            aucs = test_aucs(folder, kind)
+            aucs = test_aucs(c, kind)
             print(f"{name} {kind}: test AUC {np.mean(aucs):.3f} "
                   f"({', '.join(f'{v:.3f}' for v in aucs)})", flush=True)
 
