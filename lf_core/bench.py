@@ -843,19 +843,18 @@ def _cpu(m) -> str:  # results written before machine() had the model and ISA: n
 
 def _wall(res) -> str:
     runs = res.get("runs") or []
+    # "resumed" is logged since 2026-11-28; a stopped run left no line before that
+    unlogged = (" went on from the results of earlier runs that were not logged"
+                if runs and runs[0].get("resumed") else "")
     this = f"this run {res['wall_s']:.0f} s (cached sections count 0)"
     if len(runs) < 2:
-        # "resumed" is logged since 2026-11-28; a stopped run left no line before that
-        return (f"{this}; it went on from the results of earlier runs that were not logged"
-                if runs and runs[0].get("resumed") else
+        return (f"{this}; it{unlogged}" if unlogged else
                 f"whole run {res['wall_s']:.0f} s (cached sections count 0)")
     stopped = sum(r.get("finished") is False for r in runs)
     return (f"{this}; {len(runs)} runs over this cache"
             + (f" ({stopped} stopped before the end)" if stopped else "")
             + f", {sum(r['wall_s'] for r in runs):.0f} s in all (ended {runs[0]['date']} to "
-            f"{runs[-1]['date']})"
-            + ("; the first went on from the results of earlier runs that were not logged"
-               if runs[0].get("resumed") else ""))
+            f"{runs[-1]['date']})" + (f"; the first{unlogged}" if unlogged else ""))
 
 
 def _stale_generator(res) -> list[str]:
