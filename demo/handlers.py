@@ -16,14 +16,13 @@ import gradio as gr
 import numpy as np
 
 from lf_core import inversion as inv
-from lf_core.alignment import align
-from lf_core.detect import (VIDEO_RULE, aggregate, check_detector, classify_face,
-                            describe_detector, score_frames, two_views)
+from lf_core.alignment import align, mirror
+from lf_core.decision import prior_threshold
 from lf_core.errors import BadInputError, DetectorMismatchError, LFError
-from lf_core.evaluate import prior_threshold
-from lf_core.explainers import GROUPS, channel_labels, explain, mix
+from lf_core.explainers import GROUPS, channel_labels, mix
 from lf_core.io import is_video, load_image, video_info
 from lf_core.losses import perceptual
+from lf_core.pipeline import VIDEO_RULE, analyse_image, analyse_video
 from lf_core.quicktrain import quick_train, read_zip
 
 from . import plots, render
@@ -68,127 +67,134 @@ def _projector_text(model, steps_done: int, steps_req: int, perc: str, psnr=None
 # --------------------------------------------------------------------------- Detect
 
 
+DETECT_OUTPUTS = ("faces", "crop", "recon", "loss", "status", "verdict", "why", "dims",
+                  "diff", "json", "result")
+VIDEO_OUTPUTS = ("timeline", "verdict", "gallery", "status", "json", "result")
+
+
+def verdict_fields(v, det) -> dict:
+    """What a result card needs of a Verdict and its Detector (plain JSON values)."""
+    return {"p_fake": v.prob_fake, "train_fake_share": v.train_fake_share,
+            "likelihood_ratio": _num(v.likelihood_ratio), "outside": v.outside,
+            "nearest_source": v.nearest_source,
+            "domain_ratio": None if v.domain_ratio is None else round(v.domain_ratio, 3),
+            "about": render.detector_about(det)}
+
+
 @readable_errors
 def detect(image, steps, prior, settings, request: gr.Request):
-    """Upload -> faces + aligned crop -> live inversion -> verdict -> attributions.
-
-    Outputs: faces, crop, recon, loss plot, status, verdict, channel plot, dims plot,
-    difference image, result JSON, result state.
-    """
+    """Upload -> faces + aligned crop -> verdict (on the detector's codes) -> live
+    inversion of the reconstruction -> attributions. Yields {output name: value}
+    (DETECT_OUTPUTS; names left out keep their value)."""
     stop = STOPS.begin(request, "detect")
     steps = int(max(0, min(MAX_STEPS, int(steps or 0))))
     prior = float(prior)
     settings = settings or Settings.default()
     t0 = time.perf_counter()
     path = upload_path(image, "image")
-    img = load_image(path)
-    faces = align(img)
-    face = faces[0]
-    files = OutFiles()
-    annotated = files.image(render.draw_faces(img, faces), "faces", "jpg")
-    crop = files.image(face.crop, "crop")
-    perc = perceptual().name
-    n_txt = f"{len(faces)} faces found; analysing the largest" if len(faces) > 1 else "1 face found"
-    out = [annotated, crop, None, plots.loss_curve([], perc, steps),
-           _status(f"{n_txt}. Loading the model…"), render.placeholder_card("Inverting…"),
-           None, None, None, None, None]
-    yield tuple(out)
-
     model = get_model(settings)
     try:
         det, det_desc = get_detector(settings)
-        check_detector(det, model, steps)
-        det_err = None
+        det.check(model)
+        why = None
     except (NoDetectorError, DetectorMismatchError) as e:  # the inversion still runs
-        det, det_desc, det_err = None, None, str(e)
-        why = "no detector" if isinstance(e, NoDetectorError) else "the detector does not fit"
-
-    history, last = [], 0.0
-    p = None
+        det, det_desc, why = None, None, e
+    files = OutFiles()
+    perc = perceptual().name
     keys = ("pixel", "perceptual") + (("domain",) if model.E is not None else ()) + ("total",)
     live = plots.LiveLossCurve(perc, steps, keys)
-    skip = gr.skip()
-    for p in stream_on_lane(inv.invert(model, face.crop, steps=steps, should_stop=stop.is_set)):
-        if p.result is None and p.step > 0:
-            history.append(p.losses)
-        if p.result is not None:
-            break
-        now = time.perf_counter()
-        if p.image is None and now - last < UPDATE_EVERY_S:
-            continue
-        last = now
-        if p.step == 0:
-            msg = (f"{n_txt}. Encoder code ready ({_fmt_s(p.elapsed_s)})"
-                   + (f"; optimising {steps} steps…" if steps else "."))
-        else:
-            tot = p.losses.get("total", float("nan"))
-            msg = (f"Step <b>{p.step} / {steps}</b> · {_fmt_s(p.elapsed_s)} elapsed · "
-                   f"ETA {_fmt_s(p.eta_s)} · total loss {tot:.4f}")
-        # only what changed goes to the browser: the photo and crop stay as they are
-        # JPEG: a fifth of PNG's encoding time, on a core the inversion needs
-        recon = skip if p.image is None else files.image(p.image, f"recon-{p.step}", "jpg")
-        yield (skip, skip, recon,
-               live.update(history) if history else skip, _status(msg),
-               skip, skip, skip, skip, skip, skip)
-
-    r = p.result
-    out[2] = files.image(r.image, f"recon-{r.steps}")
-    out[3] = live.update(r.losses) if r.losses else plots.loss_curve([], r.perceptual, steps)
-    out[8] = files.image(render.diff_image(face.crop, r.image), "diff")
-    stopped = r.steps < steps
-    res = {"weights": model.name,
-           "projector": _projector_text(model, r.steps, steps, r.perceptual, r.psnr),
-           "detector": det_desc, "steps": r.steps, "steps_requested": steps,
-           "perceptual": r.perceptual, "psnr": round(float(r.psnr), 3),
-           "n_faces": len(faces), "box": [int(v) for v in face.box],
-           "partial": (f"Stopped at step {r.steps} of {steps}: the verdict uses the code "
-                       "reached so far.") if stopped else None}
-    state = dict(res, w=r.w, crop=face.crop, recon=r.image, weights_path=settings.weights)
-    total_s = time.perf_counter() - t0
-    if det is None:
-        out[5] = render.message_card(f"No verdict: {why}", det_err)
-        out[4] = _status(f"Inverted in {_fmt_s(total_s)}; {why}, so no verdict.")
-        out[9] = dict(res, verdict=None, message=det_err)
-        out[10] = state
-        yield tuple(out)
-        return
-
-    v = on_lane(classify_face, r.w, face.crop, model, det, prior)
-    res.update(p_fake=v.prob_fake, train_fake_share=float(det.train_fake_share_),
-               notes=check_detector(det, model, r.steps))
-    state.update(res)
-    out[5] = render.verdict_card(res, prior)
-    out[4] = _status(("Stopped" if stopped else "Done") + f": verdict in {_fmt_s(total_s)}. "
-                     "Computing the explanations…")
-    out[9] = dict({k: v_ for k, v_ in res.items() if k != "partial"},
-                  verdict=v.label, likelihood_ratio=_num(v.likelihood_ratio), prior_fake=prior,
-                  seconds=round(total_s, 3))
-    out[10] = state
-    yield tuple(out)
-
-    try:
-        att = on_lane(_attributions, r.w, det, model.w_avg.numpy())
-        out[6], out[7] = plots.channel_bars(att), plots.dims_heatmap(att)
-        out[9]["explanation"] = {"method": att.method, "target": att.target,
+    res, state, history, last, n_txt, face = {}, {}, [], 0.0, "", None
+    events = analyse_image(path, steps, prior, model, det, largest_only=True, explain=True,
+                           should_stop=stop.is_set, need_detector=False)
+    for ev in stream_on_lane(events):
+        if ev.name == "aligned":
+            face = ev.faces[0]
+            n_txt = (f"{len(ev.faces)} faces found; analysing the largest" if len(ev.faces) > 1
+                     else "1 face found")
+            res = {"weights": model.name, "detector": det_desc, "steps_requested": steps,
+                   "perceptual": perc, "n_faces": len(ev.faces),
+                   "box": [int(v) for v in face.box]}
+            yield {"faces": files.image(render.draw_faces(ev.image, ev.faces), "faces", "jpg"),
+                   "crop": files.image(face.crop, "crop"), "recon": None,
+                   "loss": plots.loss_curve([], perc, steps), "why": None, "dims": None,
+                   "diff": None, "json": None,
+                   "status": _status(f"{n_txt}. Encoding…"),
+                   "verdict": render.placeholder_card("Encoding…")}
+        elif ev.name == "decided":
+            res.update(verdict_fields(ev.verdict, det), verdict_steps=ev.code_steps)
+            yield {"verdict": render.verdict_card(res, prior),
+                   "status": _status(f"{n_txt}. Verdict ready ({_fmt_s(time.perf_counter() - t0)})"
+                                     + (f"; refining the reconstruction, {steps} steps…"
+                                        if steps else "."))}
+        elif ev.name == "inverting":
+            p = ev.progress
+            if p.step > 0:
+                history.append(p.losses)
+            now = time.perf_counter()
+            if p.image is None and now - last < UPDATE_EVERY_S:
+                continue
+            last = now
+            msg = (f"{n_txt}. Encoder code ready ({_fmt_s(p.elapsed_s)})" if p.step == 0 else
+                   f"Step <b>{p.step} / {steps}</b> · {_fmt_s(p.elapsed_s)} elapsed · "
+                   f"ETA {_fmt_s(p.eta_s)} · total loss {p.losses.get('total', float('nan')):.4f}")
+            out = {"status": _status(msg)}
+            if history:
+                out["loss"] = live.update(history)
+            if p.image is not None:  # JPEG: a fifth of PNG's encoding time
+                out["recon"] = files.image(p.image, f"recon-{p.step}", "jpg")
+            yield out
+        elif ev.name == "inverted":
+            r = ev.inversion
+            stopped = r.steps < steps
+            res.update(projector=_projector_text(model, r.steps, steps, r.perceptual, r.psnr),
+                       steps=r.steps, psnr=round(float(r.psnr), 3),
+                       partial=(f"Stopped at step {r.steps} of {steps}: the reconstruction is the "
+                                "one reached so far (the verdict does not depend on it).")
+                       if stopped else None)
+            state = dict(res, w=r.w, crop=face.crop, recon=r.image,
+                         weights_path=settings.weights)
+            done = "Stopped" if stopped else "Done"
+            out = {"recon": files.image(r.image, f"recon-{r.steps}"),
+                   "loss": live.update(r.losses) if r.losses else plots.loss_curve([], perc, steps),
+                   "diff": files.image(render.diff_image(face.crop, r.image), "diff"),
+                   "result": state}
+            if det is None:
+                msg = str(why) if why else NO_DETECTOR
+                title = ("No verdict: no detector" if isinstance(why, NoDetectorError) or why is None
+                         else "No verdict: the detector does not fit")
+                out.update(verdict=render.message_card(title, msg),
+                           status=_status(f"{done}: inverted in {_fmt_s(time.perf_counter() - t0)}; "
+                                          "no verdict."),
+                           json=dict(res, verdict=None, message=msg))
+            else:
+                out.update(verdict=render.verdict_card(res, prior),
+                           status=_status(f"{done} in {_fmt_s(time.perf_counter() - t0)}. "
+                                          "Computing the explanations…"),
+                           json=_result_json(res, prior, time.perf_counter() - t0))
+            yield out
+        elif ev.name == "explained":
+            att = ev.attribution
+            js = _result_json(res, prior, time.perf_counter() - t0)
+            js["explanation"] = {"method": att.method, "target": att.target,
                                  "baseline": att.baseline,
-                                 "top_rows": [[lab, round(val, 5)] for lab, val in att.top(3)]}
-        msg = (f"{att.method.replace('_', ' ')} of {att.target}, from the {att.baseline} "
-               f"(p_fake {att.p_fake_baseline:.2f}) to this code (p_fake {att.p_fake:.2f})"
-               + ("; they explain this view, the verdict also averages in the mirror image's"
-                  if two_views(det) else ""))
-    except Exception as e:  # explanations are a bonus: never lose the verdict for them
-        msg = f"explanations unavailable ({type(e).__name__}: {e})"
-    out[4] = _status(("Stopped" if stopped else "Done") + f": verdict in {_fmt_s(total_s)}; "
-                     f"explanations ready in {_fmt_s(time.perf_counter() - t0)} ({msg}).")
-    yield tuple(out)
+                                 "p_fake_baseline": round(att.p_fake_baseline, 5),
+                                 "sum": round(float(att.channels.sum()), 5),
+                                 "rows": [[lab, round(float(v), 5)] for lab, v in
+                                          zip(plots.row_names(), att.channels)]}
+            state["explanation"] = js["explanation"]
+            yield {"why": plots.waterfall(att), "dims": plots.top_dims(att), "json": js,
+                   "result": state,
+                   "status": _status(f"Done in {_fmt_s(time.perf_counter() - t0)}: "
+                                     f"{att.method.replace('_', ' ')} from the {att.baseline} "
+                                     f"(p(fake) {att.p_fake_baseline:.2f}) to this face "
+                                     f"(p(fake) {att.p_fake:.2f}).")}
 
 
-def _attributions(w, det, base):
-    att = explain(w, det, baseline=base)
-    if np.abs(att.channels).max() < 1e-6 and abs(att.p_fake - att.p_fake_baseline) < 1e-6:
-        # p_fake saturated at both ends: nothing moves it; show the logit instead
-        att = explain(w, det, baseline=base, target="logit")
-    return att
+def _result_json(res, prior, seconds) -> dict:
+    js = {k: v for k, v in res.items() if k not in ("partial", "about")}
+    label = "unsure" if res.get("outside") else (
+        "fake" if res["p_fake"] >= prior_threshold(prior, res["train_fake_share"]) else "real")
+    return dict(js, verdict=label, prior_fake=prior, seconds=round(seconds, 3))
 
 
 def redecide(prior, result):
@@ -213,8 +219,8 @@ def stop_video(request: gr.Request):
 
 @readable_errors
 def video(video_file, every, steps, prior, settings, request: gr.Request):
-    """Every Nth frame aligned and scored; streams the timeline. Outputs: timeline plot,
-    verdict card, gallery of the most suspicious frames, status, JSON, state."""
+    """Every Nth frame aligned and scored; streams the timeline. Yields {output name:
+    value} (VIDEO_OUTPUTS)."""
     stop = STOPS.begin(request, "video")
     settings = settings or Settings.default()
     every = max(1, int(every or 10))
@@ -229,36 +235,39 @@ def video(video_file, every, steps, prior, settings, request: gr.Request):
     det, det_desc = get_detector(settings)
     total_s = info.n_frames / info.fps if info.fps > 0 and info.n_frames else None
     expected = min(MAX_VIDEO_FRAMES, info.n_frames // every + 1 if info.n_frames else MAX_VIDEO_FRAMES)
-
-    thr = prior_threshold(prior, float(det.train_fake_share_))
-    frames, points, t0, last = [], [], time.perf_counter(), 0.0
-    yield (plots.video_timeline([], thr, total_s), render.placeholder_card("Scoring frames…"),
-           None, _status(f"Reading {Path(path).name}: {info.width}×{info.height}, "
-                         f"{info.n_frames} frames; scoring every {every}th frame…"), None, None)
-    stopped = False
-    for fr in stream_on_lane(score_frames(path, every, steps, prior, model, det,
-                                          MAX_VIDEO_FRAMES)):
-        frames.append(fr)
-        points.append({"t": fr.time_s, "frame": fr.index,
-                       "p": fr.faces[0].prob_fake if fr.faces else None})
-        if stop.is_set():
-            stopped = True
+    thr = prior_threshold(prior, det.train_fake_share)
+    points, n, t0, last = [], 0, time.perf_counter(), 0.0
+    yield {"timeline": plots.video_timeline([], thr, total_s),
+           "verdict": render.placeholder_card("Scoring frames…"), "gallery": None,
+           "status": _status(f"Reading {Path(path).name}: {info.width}×{info.height}, "
+                             f"{info.n_frames} frames; scoring every {every}th frame…"),
+           "json": None, "result": None}
+    vr = None
+    for ev in stream_on_lane(analyse_video(path, every, steps, prior, model, det,
+                                           MAX_VIDEO_FRAMES, should_stop=stop.is_set)):
+        if ev.name == "done":
+            vr = ev.result
             break
+        fr, n = ev.frame, n + 1
+        f = fr.faces[0] if fr.faces else None
+        points.append({"t": fr.time_s, "frame": fr.index, "p": f.prob_fake if f else None,
+                       "unsure": bool(f and f.verdict == "unsure")})
         now = time.perf_counter()
         if now - last >= UPDATE_EVERY_S:
             last = now
             el = now - t0
-            eta = el / len(frames) * max(0, expected - len(frames))
-            yield (plots.video_timeline(points, thr, total_s), gr.skip(), gr.skip(),
-                   _status(f"Frame {len(frames)} of ~{expected} sampled · {_fmt_s(el)} elapsed"
-                           f" · ETA {_fmt_s(eta)}"), gr.skip(), gr.skip())
-    vr = aggregate(frames, path, model.name, describe_detector(det), prior, every,
-                   float(det.train_fake_share_), check_detector(det, model, steps))
+            yield {"timeline": plots.video_timeline(points, thr, total_s),
+                   "status": _status(f"Frame {n} of ~{expected} sampled · {_fmt_s(el)} elapsed"
+                                     f" · ETA {_fmt_s(el / n * max(0, expected - n))}")}
+    stopped = stop.is_set()
     n_face = sum(1 for f in vr.frames if f.faces)
-    res = {"p_fake": vr.prob_fake, "train_fake_share": float(det.train_fake_share_),
-           "rule": vr.rule, "n_face": n_face, "n_frames": len(vr.frames), "every": every,
-           "weights": model.name, "detector": det_desc,
-           "projector": _projector_text(model, steps, steps, perceptual().name) + " per frame",
+    n_out = sum(1 for f in vr.frames if f.faces and f.faces[0].verdict == "unsure")
+    res = {"p_fake": vr.prob_fake, "train_fake_share": det.train_fake_share,
+           "outside": vr.verdict == "unsure", "rule": vr.rule, "n_face": n_face,
+           "n_unsure": n_out, "n_frames": len(vr.frames), "every": every,
+           "weights": model.name, "detector": det_desc, "about": render.detector_about(det),
+           "projector": _projector_text(model, det.steps, det.steps, perceptual().name)
+           + " per frame (the codes the detector was trained on)",
            "notes": list(vr.notes),
            "partial": None if not stopped else
            f"Stopped after {len(vr.frames)} sampled frames: the verdict uses those."}
@@ -268,14 +277,16 @@ def video(video_file, every, steps, prior, settings, request: gr.Request):
     scored = sorted((f for f in vr.frames if f.faces), key=lambda f: -f.faces[0].prob_fake)
     files = OutFiles()
     gallery = [(files.image(f.faces[0].crop, f"frame-{f.index}"),
-                f"{f.faces[0].prob_fake:.2f} · {f.time_s:.1f} s") for f in scored[:6]]
+                f"{f.faces[0].prob_fake:.2f} · {f.time_s:.1f} s"
+                + (" · unsure" if f.faces[0].verdict == "unsure" else "")) for f in scored[:6]]
     js = vr.to_json()
     js.pop("path", None)  # a "path" key would make gradio_client take the JSON for a file
     js = {"video": Path(path).name, **js}
-    el = time.perf_counter() - t0
-    yield (plots.video_timeline(points, thr, total_s, vr.prob_fake), render.video_card(res, prior),
-           gallery, _status(f"Done: {len(vr.frames)} frames sampled, {n_face} with a face, "
-                            f"in {_fmt_s(el)}."), js, res)
+    yield {"timeline": plots.video_timeline(points, thr, total_s, vr.prob_fake),
+           "verdict": render.video_card(res, prior), "gallery": gallery,
+           "status": _status(f"Done: {len(vr.frames)} frames sampled, {n_face} with a face, "
+                             f"in {_fmt_s(time.perf_counter() - t0)}."),
+           "json": js, "result": res}
 
 
 def redecide_video(prior, result):
@@ -332,11 +343,12 @@ def _explore(what, row, source, face_a, face_b, result, settings):
     try:
         det, _ = get_detector(settings)
         # a two-view detector scores each code with the mirror of the face it draws
-        pa, pm = (classify_face(w, img, model, det).prob_fake for w, img in
-                  ((w_a, imgs[0]), (w_mix, imgs[1])))
+        pa, pm = (float(det.prob_fake(w, inv.encode(model, mirror(img)[None])
+                                      if det.views == 2 else None)[0])
+                  for w, img in ((w_a, imgs[0]), (w_mix, imgs[1])))
         lines.append(f"Detector: p(fake) {pa:.3f} → **{pm:.3f}** after the swap"
                      + (" (each code with the code of its drawn face's mirror image, the two "
-                        "views this detector averages)." if two_views(det) else "."))
+                        "views this detector averages)." if det.views == 2 else "."))
     except NoDetectorError:
         lines.append("(No detector installed: no scores.)")
     files = OutFiles()

@@ -141,3 +141,52 @@ class LiveLossCurve:
         for trace, key in zip(self.fig["data"], self.keys):
             trace["x"], trace["y"] = xs, [h.get(key) for h in history]
         return PlotData(type="plotly", plot=json.dumps(self.fig))
+
+
+ROW_GROUPS = {"coarse": "pose and face shape", "middle": "features", "fine": "colour and texture"}
+
+
+def row_names() -> list[str]:
+    """Plain names of the 14 W+ rows: their group's meaning, then the row and resolution."""
+    from lf_core.explainers import group_of, layer_resolutions
+
+    return [f"{group_of(i)}: {ROW_GROUPS[group_of(i)]} · row {i}, {res[-1]} px"
+            for i, res in enumerate(layer_resolutions())]
+
+
+def waterfall(att) -> go.Figure:
+    """From the baseline's p(fake) to the verdict's, one step per W+ row: the steps add
+    up to the verdict's score minus the baseline's."""
+    v = np.asarray(att.channels, float)
+    names = row_names()
+    base = f"start: {att.baseline.split(' (')[0]}"
+    fig = go.Figure(go.Waterfall(
+        orientation="h", measure=["absolute"] + ["relative"] * len(v) + ["total"],
+        y=[base] + names + ["this face: the verdict's p(fake)"],
+        x=[att.p_fake_baseline] + list(v) + [0.0],
+        increasing=dict(marker=dict(color=FAKE)), decreasing=dict(marker=dict(color=REAL)),
+        totals=dict(marker=dict(color="#495057")), connector=dict(line=dict(color="#ced4da")),
+        hovertemplate="%{y}<br>%{x:+.3f}<extra></extra>"))
+    _layout(fig, "Why: from the typical face to this one (red: towards fake)", 470)
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=11), automargin=True)
+    fig.update_xaxes(title_text=f"p(fake) ({att.method.replace('_', ' ')})", range=[0, 1],
+                     automargin=True)
+    return fig
+
+
+def top_dims(att, k: int = 12) -> go.Figure:
+    """The k single dimensions of the code that moved the score most, by name."""
+    d = np.asarray(att.dims, float)
+    flat = np.argsort(-np.abs(d).ravel())[:k]
+    rows, dims = np.unravel_index(flat, d.shape)
+    names = row_names()
+    labels = [f"{names[r].split(' ·')[0]} · row {r}, dim {c}" for r, c in zip(rows, dims)]
+    vals = d[rows, dims]
+    fig = go.Figure(go.Bar(x=vals, y=labels, orientation="h",
+                           marker_color=[FAKE if x > 0 else REAL for x in vals],
+                           hovertemplate="%{y}<br>%{x:+.4f}<extra></extra>"))
+    _layout(fig, f"The {k} single numbers of the code that mattered most", 380)
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=11), automargin=True)
+    fig.update_xaxes(title_text="contribution to p(fake)", zeroline=True,
+                     zerolinecolor="#adb5bd", automargin=True)
+    return fig

@@ -7,8 +7,7 @@ import html
 import cv2
 import numpy as np
 
-from lf_core.classifiers import decide, likelihood_ratio
-from lf_core.evaluate import prior_threshold
+from lf_core.decision import decide, likelihood_ratio, prior_threshold
 
 
 DISPLAY_MAX = 720  # px, longest side of the annotated photo
@@ -58,40 +57,85 @@ def message_card(title: str, text: str, kind: str = "warn") -> str:
             f'<div>{_esc(text)}</div></div>')
 
 
+def detector_about(det) -> dict:
+    """What the "How to read this" panel says of a Detector: its sources and held-out figures."""
+    return {"describe": det.describe(), "sources": det.sources, "heldout": det.heldout,
+            "has_domain": det.domain is not None, "views": det.views}
+
+
+def _how_to_read(res: dict, prior_fake: float, thr: float) -> str:
+    about = res.get("about") or {}
+    src = about.get("sources") or []
+    trained = ("; ".join(f"{s.get('what', s.get('name'))} ({s.get('n_real', 0):,} real, "
+                         f"{s.get('n_fake', 0):,} fake)" for s in src)
+               or "see the model card (weights/README.md)")
+    held = about.get("heldout") or {}
+    acc = "; ".join(
+        f"{k}: ROC AUC {v['roc_auc']:.2f}, balanced accuracy {v['balanced_accuracy']:.2f}"
+        for k, v in held.items() if v.get("roc_auc") is not None) or "see the model card"
+    domain = ("It also measures how far this face is from every kind of face it was trained "
+              "on; too far, and it says <b>unsure</b> instead of guessing."
+              if about.get("has_domain") else
+              "This detector has no record of its training faces, so it never says unsure.")
+    return f"""
+  <details class="lf-how"><summary>How to read this</summary>
+    <p><b>p(fake)</b> is the detector's probability that this face is fake, for a mix of
+    real and fake faces like its training mix. <b>The prior</b> (the slider) is the share of
+    fakes you expect where this photo comes from; the rule turns p(fake) into a verdict:
+    here fake when p(fake) ≥ {thr:.2f}. Rare fakes (a small prior) need stronger evidence.</p>
+    <p><b>The bars</b> under "Why" start from a typical real face's p(fake) and add, layer
+    by layer of the W+ code, what moves the score to this face's; they sum to its p(fake).
+    Coarse layers hold pose and face shape, middle ones the features, fine ones colour and
+    texture.</p>
+    <p><b>Trained on</b>: {_esc(trained)}. <b>Held-out faces</b>: {_esc(acc)}. {domain}
+    It is a teaching tool: a verdict is evidence to weigh, not proof.</p>
+  </details>"""
+
+
 def verdict_card(res: dict, prior_fake: float) -> str:
-    """res: {"p_fake", "train_fake_share", "weights", "projector", "detector", ...}.
+    """res: {"p_fake", "train_fake_share", "weights", "detector", "outside", ...}.
     The decision is re-made here for `prior_fake` with lf_core's rule."""
     p, share = float(res["p_fake"]), float(res["train_fake_share"])
     is_fake = bool(decide(p, prior_fake, share))
     lr = float(likelihood_ratio(p, share))
     need = (1 - prior_fake) / prior_fake
     thr = prior_threshold(prior_fake, share)
-    label, cls = ("FAKE", "lf-fake") if is_fake else ("REAL", "lf-real")
+    if res.get("outside"):
+        label, cls = "UNSURE", "lf-unsure"
+    else:
+        label, cls = ("FAKE", "lf-fake") if is_fake else ("REAL", "lf-real")
     lr_txt = "∞" if not np.isfinite(lr) else (f"{lr:.3g}" if lr < 1e4 else f"{lr:.2e}")
     partial = res.get("partial")
-    rows = [
-        ("Generator (weights)", res["weights"]),
-        ("Projector", res["projector"]),
-        ("Detector", res["detector"]),
-    ]
+    rows = [("Generator", res["weights"])]
+    if res.get("projector"):
+        rows.append(("Codes", res["projector"]))
+    rows.append(("Detector", res["detector"]))
+    if res.get("nearest_source"):
+        rows.append(("Most like", f"{res['nearest_source']} (distance {res['domain_ratio']:.2f} "
+                     "of the usual limit)"))
     notes = "".join(f'<div class="lf-note">{_esc(n)}</div>' for n in res.get("notes", []))
     if partial:
         notes += f'<div class="lf-note">{_esc(partial)}</div>'
+    if res.get("outside"):
+        notes = ('<div class="lf-note">This face is unlike the faces this detector was trained '
+                 f"on (nearest: {_esc(res.get('nearest_source'))}), so its score would be a "
+                 "guess: no verdict.</div>") + notes
     return f"""
 <div class="lf-card {cls}">
   <div class="lf-head">
     <div class="lf-label">{label}</div>
-    <div class="lf-p">p(fake) = <b>{p:.3f}</b></div>
+    <div class="lf-p">p(fake) = <b>{p:.2f}</b></div>
   </div>
   <div class="lf-bar"><div class="lf-bar-fill" style="width:{p * 100:.1f}%"></div>
     <div class="lf-bar-thr" style="left:{thr * 100:.1f}%" title="threshold"></div></div>
   <div class="lf-rule">
     Likelihood ratio p(x|fake)/p(x|real) = <b>{lr_txt}</b>; with an expected share of fakes
-    π = {prior_fake:.2f} the rule says <b>fake when the ratio ≥ (1−π)/π = {need:.3g}</b>
-    (here: p(fake) ≥ {thr:.3f}). The detector was trained with {share:.0%} fakes.
+    π = {prior_fake:.2f} the rule says <b>fake when the ratio ≥ (1−π)/π = {need:.3g}</b>,
+    that is when p(fake) ≥ {thr:.2f}.
   </div>
-  <table class="lf-prov">{''.join(f'<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>' for k, v in rows)}</table>
   {notes}
+  <table class="lf-prov">{''.join(f'<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>' for k, v in rows)}</table>
+  {_how_to_read(res, prior_fake, thr)}
 </div>"""
 
 
@@ -103,7 +147,9 @@ def video_card(res: dict, prior_fake: float) -> str:
                             "had a detectable face, so there is no verdict.")
     card = verdict_card(res, prior_fake)
     extra = (f'<div class="lf-rule"><b>Video rule:</b> {_esc(res["rule"])}. '
-             f'{res["n_face"]} of {res["n_frames"]} sampled frames had a face.</div>')
+             f'{res["n_face"]} of {res["n_frames"]} sampled frames had a face'
+             + (f", {res['n_unsure']} of them unlike the training faces" if res.get("n_unsure")
+                else "") + ".</div>")
     return card.replace('<table class="lf-prov">', extra + '<table class="lf-prov">', 1)
 
 
@@ -118,12 +164,16 @@ CSS = """
 .lf-label {font-size: 32px; font-weight: 800; letter-spacing: 0.04em;}
 .lf-fake .lf-label {color: #d6336c;} .lf-real .lf-label {color: #1c7ed6;}
 .lf-fake {border-left: 6px solid #d6336c;} .lf-real {border-left: 6px solid #1c7ed6;}
+.lf-unsure .lf-label {color: #868e96;} .lf-unsure {border-left: 6px solid #adb5bd;}
+.lf-how {margin-top: 8px; font-size: 13px; color: #495057;}
+.lf-how summary {cursor: pointer; font-weight: 600; color: #364fc7;}
 .lf-p {font-size: 16px;}
 .lf-bar {position: relative; height: 10px; border-radius: 5px; background: #e9ecef; margin: 10px 0;}
 .lf-bar-fill {height: 100%; border-radius: 5px; background: linear-gradient(90deg, #1c7ed6, #d6336c);}
 .lf-bar-thr {position: absolute; top: -4px; width: 2px; height: 18px; background: #212529;}
 .lf-rule {color: #495057; margin: 6px 0;}
-.lf-prov {width: 100%; border-collapse: collapse; margin-top: 8px; font-size: 12.5px;}
+.lf-prov {width: 100%; border-collapse: collapse; margin-top: 10px; font-size: 12.5px;
+  table-layout: fixed; overflow-wrap: anywhere;}
 .lf-prov td {padding: 3px 6px; border-top: 1px solid #f1f3f5; vertical-align: top;}
 .lf-prov td:first-child {color: #868e96; white-space: nowrap; width: 1%;}
 .lf-note {margin-top: 6px; font-size: 12.5px; color: #e8590c;}

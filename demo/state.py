@@ -24,7 +24,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from lf_core.detect import DEFAULT_DETECTOR, describe_detector, load_detector
+from lf_core.detector import DEFAULT_DETECTOR, Detector, load_detector
 from lf_core.errors import BadInputError, LFError, WeightsError
 from lf_core.io import save_image
 from lf_core.model import DEFAULT_WEIGHTS, default_weights, load_model
@@ -123,13 +123,14 @@ def get_model(settings: Settings):
     return on_lane(load_model, path)
 
 
-def get_detector(settings: Settings):
-    """(classifier, description) for this session; NoDetectorError when there is none."""
+def get_detector(settings: Settings) -> tuple[Detector, str]:
+    """(Detector, description) for this session; NoDetectorError when there is none."""
     if settings.source == SRC_TRAINED:
         if settings.trained is None:
             raise NoDetectorError("You chose your own detector but have not trained one yet: "
                                   "use the Train-your-own tab first.")
-        return settings.trained, f"{describe_detector(settings.trained)}, trained in this session"
+        det = Detector(settings.trained)
+        return det, f"{det.describe()}, trained in this session"
     path = Path(settings.detector or DEFAULT_DETECTOR).expanduser()
     if not path.exists():
         if path.resolve() == DEFAULT_DETECTOR.resolve():
@@ -137,7 +138,7 @@ def get_detector(settings: Settings):
         raise NoDetectorError(f"Detector file not found: {path}. Fix the path under Settings, "
                               "or train one in the Train-your-own tab.")
     det = on_lane(load_detector, path)
-    return det, f"{describe_detector(det)} ({path.name})"
+    return det, f"{det.describe()} ({path.name})"
 
 
 def describe_settings(settings: Settings) -> str:
@@ -274,6 +275,19 @@ def to_gr_error(e: BaseException) -> gr.Error:
     if not isinstance(e, LFError):
         log.exception("unexpected error in a handler")
     return gr.Error(_message(e), title=_title(e), print_exception=False)
+
+
+def by_name(fn, names: tuple):
+    """A handler that yields {output name: value} as Gradio takes it: a tuple in `names`
+    order, with gr.skip() (keep the shown value) for the names it leaves out."""
+    @functools.wraps(fn)
+    def gen(*args, **kwargs):
+        for update in fn(*args, **kwargs):
+            unknown = set(update) - set(names)
+            if unknown:
+                raise KeyError(f"{fn.__name__} has no outputs named {sorted(unknown)}")
+            yield tuple(update[n] if n in update else gr.skip() for n in names)
+    return gen
 
 
 def readable_errors(fn):

@@ -22,7 +22,7 @@ import gradio as gr
 
 from . import handlers as H
 from . import render
-from .state import SRC_FILE, SRC_TRAINED, Settings, max_upload_mb, warm_up
+from .state import SRC_FILE, SRC_TRAINED, Settings, by_name, max_upload_mb, warm_up
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 CONCURRENCY = int(os.environ.get("LF_CONCURRENCY", "2"))
@@ -148,9 +148,12 @@ def build_demo() -> gr.Blocks:
                         with gr.Accordion("Raw result (JSON)", open=False):
                             result_json = gr.JSON(label="result")
 
-                det_outputs = [faces_img, crop_img, recon_img, loss_plot, status, verdict,
-                               chan_plot, dims_plot, diff_img, result_json, result]
-                run.click(H.detect, [image, steps, prior, settings], det_outputs,
+                det_outputs = {"faces": faces_img, "crop": crop_img, "recon": recon_img,
+                               "loss": loss_plot, "status": status, "verdict": verdict,
+                               "why": chan_plot, "dims": dims_plot, "diff": diff_img,
+                               "json": result_json, "result": result}
+                run.click(by_name(H.detect, H.DETECT_OUTPUTS), [image, steps, prior, settings],
+                          [det_outputs[n] for n in H.DETECT_OUTPUTS],
                           api_name="detect", show_progress="minimal",
                           show_progress_on=[status], concurrency_id="heavy")
                 stop.click(H.stop_detect, None, None, api_name="stop_detect",
@@ -185,8 +188,10 @@ def build_demo() -> gr.Blocks:
                                               object_fit="contain")
                         with gr.Accordion("Raw result (JSON)", open=False):
                             vjson = gr.JSON(label="result")
-                vrun.click(H.video, [vid, every, vsteps, vprior, settings],
-                           [timeline, vverdict, vgallery, vstatus, vjson, vresult],
+                vid_outputs = {"timeline": timeline, "verdict": vverdict, "gallery": vgallery,
+                               "status": vstatus, "json": vjson, "result": vresult}
+                vrun.click(by_name(H.video, H.VIDEO_OUTPUTS), [vid, every, vsteps, vprior, settings],
+                           [vid_outputs[n] for n in H.VIDEO_OUTPUTS],
                            api_name="video", show_progress="minimal",
                            show_progress_on=[vstatus], concurrency_id="heavy")
                 vstop.click(H.stop_video, None, None, api_name="stop_video",

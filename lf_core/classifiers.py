@@ -188,11 +188,14 @@ class LatentClassifier:
         p = self.predict_proba(X)[:, 1]
         return decide(p, prior_fake, self.train_fake_share_).astype(np.int64).reshape(-1)
 
-    def save(self, path, metrics: dict | None = None, half: bool = False) -> Path:
+    def save(self, path, metrics: dict | None = None, half: bool = False,
+             extra: dict[str, np.ndarray] | None = None) -> Path:
         """Write one .safetensors file (arrays + JSON header). Returns the path.
 
         half: store the weight matrices of an MLP as float16 (half the file; loaded back
-        as float32, probabilities move by ~1e-4). Other kinds are saved unchanged."""
+        as float32, probabilities move by ~1e-4). Other kinds are saved unchanged.
+        extra: more float32 arrays kept beside the model's (a detector's domain record;
+        `load` ignores them)."""
         self._check_fitted()
         if metrics is not None:
             self.metrics = _jsonable(dict(metrics))
@@ -218,7 +221,7 @@ class LatentClassifier:
         }
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        arrays = {k: np.ascontiguousarray(v) for k, v in {**arrays, **(extra or {})}.items()}
         try:
             save_file(arrays, str(tmp), metadata={_META_KEY: json.dumps(meta)})
             os.replace(tmp, path)  # atomic: never a half-written model file

@@ -162,35 +162,29 @@ def torch_forward(detector):
     return None if f is None else (lambda w: torch.sigmoid(f(w)))
 
 
-def numpy_forward(detector, target: str = "p_fake"):
-    """Non-differentiable torch wrapper around predict_proba: any classifier. target
-    "logit" gives log(p / (1 - p)) with p clipped to [1e-6, 1 - 1e-6]."""
+def default_baseline(detector) -> tuple[np.ndarray, str]:
+    """The reference code (14, 512) attributions start from, and its name: a Detector's
+    typical real face (the mean code of its real training faces) when its file has one,
+    else the classifier's training mean (real and fake faces; rows it does not read: zeros)."""
+    from .detector import Detector
 
-    def f(w):
-        x = w.detach().cpu().numpy().reshape(len(w), N_LATENT, STYLE_DIM)
-        p = detector.predict_proba(x)[:, 1]
-        if target == "logit":
-            p = np.clip(p, 1e-6, 1 - 1e-6)
-            p = np.log(p / (1 - p))
-        return torch.as_tensor(p, dtype=torch.float32)
-
-    return f
-
-
-def default_baseline(detector) -> np.ndarray:
-    """The detector's training mean as a (14, 512) code (rows it does not read: zeros)."""
+    if isinstance(detector, Detector):
+        if detector.real_mean is not None:
+            return detector.real_mean, "typical real face (mean code of the real training faces)"
+        detector = detector.clf
     base = np.zeros((N_LATENT, STYLE_DIM), np.float32)
+    name = "average training face (mean code of the real and fake training faces)"
     mean = getattr(detector, "mean_", None)
     if mean is None:
-        return base
+        return base, "zero code"
     rows = detector.channels
     shape = tuple(detector.input_shape_ or ())
     if len(shape) == 1:
-        return mean.reshape(N_LATENT, STYLE_DIM).astype(np.float32)
+        return mean.reshape(N_LATENT, STYLE_DIM).astype(np.float32), name
     if rows is None:
-        return mean.reshape(shape).astype(np.float32)[:N_LATENT]
+        return mean.reshape(shape).astype(np.float32)[:N_LATENT], name
     base[rows] = mean.reshape(len(rows), STYLE_DIM)
-    return base
+    return base, name
 
 
 # --------------------------------------------------------------------------- explainers
@@ -198,15 +192,16 @@ def default_baseline(detector) -> np.ndarray:
 
 @dataclass
 class Attribution:
-    channels: np.ndarray  # (14,) float: effect of each W+ row on p_fake (> 0: towards fake)
+    channels: np.ndarray  # (14,) float: effect of each W+ row on the score (> 0: towards fake)
     dims: np.ndarray  # (14, 512) float
     method: str  # "integrated_gradients" | "channel_ablation"
     target: str = "p_fake"  # or "logit": log(p_fake / (1 - p_fake))
-    p_fake: float = float("nan")  # p_fake(w)
-    p_fake_baseline: float = float("nan")  # p_fake(baseline code)
+    p_fake: float = float("nan")  # the verdict's p_fake (both views for a two-view detector)
+    p_fake_baseline: float = float("nan")  # p_fake of the baseline code
     baseline: str = "mean code"
     notes: str = ""
     labels: list = field(default_factory=channel_labels)
+    views: int = 1  # 2: the face and its mirror image, moved together from the baseline
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         """The k rows with the largest |attribution|, as (label, value)."""
@@ -214,8 +209,21 @@ class Attribution:
         return [(self.labels[i], float(self.channels[i])) for i in order]
 
 
+def _parts(detector):
+    """(Detector or None, classifier) of a Detector, a fitted classifier or a path."""
+    from .detector import Detector
+
+    if isinstance(detector, Detector):
+        return detector, detector.clf
+    return None, detector
+
+
 class Explainer:
-    """Base: holds the detector and the baseline code; `explain(w) -> Attribution`."""
+    """Base: holds the detector and the baseline code; `explain(w, w_mirror) -> Attribution`.
+
+    With a two-view Detector and w_mirror, the score explained is the verdict's: p_fake of
+    the face and its mirror together; both views move from the baseline at once, so the
+    rows' attributions add up to p_fake(verdict) - p_fake(baseline)."""
 
     name = ""
 
@@ -223,31 +231,44 @@ class Explainer:
                  target: str = "p_fake"):
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-        self.detector = detector
+        self.det, self.clf = _parts(detector)
+        self.detector = self.clf
         self.target = target
         if baseline is None:
-            base, bname = default_baseline(detector), "detector's training mean code"
+            base, bname = default_baseline(self.det or self.clf)
         else:
             base = np.asarray(baseline, np.float32).reshape(N_LATENT, STYLE_DIM)
             bname = "mean code"
         self.baseline = base
         self.baseline_name = baseline_name or bname
 
-    def explain(self, w) -> Attribution:
-        w = np.asarray(w, np.float32)
-        if w.size != N_LATENT * STYLE_DIM:
-            raise ValueError(f"w must be a (1, 14, 512) code, got shape {w.shape}")
-        x = torch.from_numpy(w.reshape(1, N_LATENT, STYLE_DIM).copy())
-        b = torch.from_numpy(self.baseline[None].copy())
-        dims, channels, notes = self._attribute(x, b)
-        p = self.detector.predict_proba(np.concatenate([x.numpy(), b.numpy()]))[:, 1]
-        return Attribution(np.asarray(channels, np.float64), np.asarray(dims, np.float64),
-                           self.name, target=self.target,
-                           p_fake=float(p[0]), p_fake_baseline=float(p[1]),
-                           baseline=self.baseline_name, notes=notes)
+    def score(self, *views) -> np.ndarray:
+        """(N,) p_fake of codes (N, 14, 512), one array per view: the verdict's score."""
+        if self.det is not None:
+            return self.det.prob_fake(views[0], views[1] if len(views) > 1 else None)
+        return self.clf.predict_proba(views[0])[:, 1]
 
-    def _attribute(self, x, b):
-        """-> (dims (14, 512), channels (14,), notes)"""
+    def explain(self, w, w_mirror=None) -> Attribution:
+        ws = [w] + ([w_mirror] if w_mirror is not None and self.det is not None
+                    and self.det.views == 2 else [])
+        xs = []
+        for v in ws:
+            v = np.asarray(v, np.float32)
+            if v.size != N_LATENT * STYLE_DIM:
+                raise ValueError(f"w must be a (1, 14, 512) code, got shape {v.shape}")
+            xs.append(torch.from_numpy(v.reshape(1, N_LATENT, STYLE_DIM).copy()))
+        xs = tuple(xs)
+        bs = tuple(torch.from_numpy(self.baseline[None].copy()) for _ in xs)
+        dims, channels, notes = self._attribute(xs, bs)
+        p = float(self.score(*(x.numpy() for x in xs))[0])
+        pb = float(self.score(*(b.numpy() for b in bs))[0])
+        return Attribution(np.asarray(channels, np.float64), np.asarray(dims, np.float64),
+                           self.name, target=self.target, p_fake=p, p_fake_baseline=pb,
+                           baseline=self.baseline_name, notes=notes, views=len(xs))
+
+    def _attribute(self, xs, bs):
+        """xs, bs: tuples of (1, 14, 512) tensors, one per view -> (dims (14, 512),
+        channels (14,), notes), summed over the views."""
         raise NotImplementedError
 
 
@@ -255,44 +276,53 @@ class IntegratedGradients(Explainer):
     """captum Integrated Gradients from the baseline code to w (differentiable classifiers
     only: logistic regression and the MLPs).
 
-    The path integral is taken on the classifier's logit, which does not saturate in float32
-    (a confident classifier's sigmoid is flat at 0 or 1 along most of the path, where
-    gradients of p_fake vanish and IG on p_fake misses the crossing). For target "p_fake"
-    the logit attributions are then rescaled through the final sigmoid, by
-    (p(w) - p(baseline)) / (logit(w) - logit(baseline)): for logistic regression this is
-    exactly IG of p_fake; for the MLPs it is the rescale rule at the output. Either way the
-    attributions add up to p(w) - p(baseline) (completeness).
+    The path integral is taken on the classifier's logit (the mean of the views' logits),
+    which does not saturate in float32 (a confident classifier's sigmoid is flat at 0 or 1
+    along most of the path, where gradients of p_fake vanish and IG on p_fake misses the
+    crossing). For target "p_fake" the logit attributions are then rescaled by
+    (p(w) - p(baseline)) / (logit(w) - logit(baseline)), p being the verdict's calibrated
+    score: for one view of a logistic regression this is exactly IG of p_fake; otherwise
+    the rescale rule at the output. Either way the attributions add up to
+    p(w) - p(baseline) (completeness).
     """
 
     name = "integrated_gradients"
 
     def __init__(self, detector, baseline=None, n_steps: int = 32, **kw):
         super().__init__(detector, baseline, **kw)
-        self.logit = torch_logit(detector)
+        self.logit = torch_logit(self.clf)
         if self.logit is None:
-            raise ValueError(f"{type(detector).__name__} is not differentiable; "
+            raise ValueError(f"{type(self.clf).__name__} is not differentiable; "
                              "use ChannelAblation (method='ablation')")
         self.n_steps = int(n_steps)
 
-    def _attribute(self, x, b):
+    def _attribute(self, xs, bs):
         from captum.attr import IntegratedGradients as IG
 
-        ig = IG(self.logit)
+        def f(*views):  # mean logit over the views, (N,)
+            return torch.stack([self.logit(v) for v in views]).mean(0)
+
+        ig = IG(f)
         with torch.enable_grad():
-            att, delta = ig.attribute(x, baselines=b, n_steps=self.n_steps,
+            att, delta = ig.attribute(xs, baselines=bs, n_steps=self.n_steps,
                                       internal_batch_size=self.n_steps,
                                       return_convergence_delta=True)
-        dims = att[0].detach().double().numpy()
+        raw = sum(a[0].detach().double().numpy() for a in att)  # (14, 512)
+        dims = raw
         note = f"Integrated Gradients on the logit, {self.n_steps} steps"
         if self.target == "p_fake":
+            # the rows then add up to p(w) - p(baseline) exactly: the rescale divides by the
+            # attributions' own sum (the logit difference up to IG's convergence gap)
             with torch.no_grad():
-                lx, lb = (float(v) for v in self.logit(torch.cat([x, b])))
-            px, pb = _sigmoid(lx), _sigmoid(lb)
-            dl = lx - lb
+                dl = float(f(*xs)[0] - f(*bs)[0])
+            total = float(raw.sum())
+            dl = total if abs(total) > 1e-9 and abs(total - dl) <= 0.5 * abs(dl) else dl
+            px = float(self.score(*(x.numpy() for x in xs))[0])
+            pb = float(self.score(*(b.numpy() for b in bs))[0])
             scale = (px - pb) / dl if abs(dl) > 1e-6 else px * (1 - px)
-            dims = dims * scale
+            dims = raw * scale
             note += ", rescaled to p_fake through the sigmoid"
-        rel = float(delta.abs().max()) / max(1e-12, float(np.abs(att.detach().numpy()).sum()))
+        rel = float(delta.abs().max()) / max(1e-12, float(np.abs(raw).sum()))
         return dims, dims.sum(axis=1), f"{note}; completeness gap {rel:.1e} (relative)"
 
 
@@ -301,9 +331,10 @@ def _sigmoid(t: float) -> float:
 
 
 class ChannelAblation(Explainer):
-    """Replace one W+ row by the baseline's and measure p_fake(w) - p_fake(w ablated)
-    (captum FeatureAblation). dims: the same for blocks of `block` dims, each block's
-    effect spread evenly over its dims. Any classifier (only predict_proba is called)."""
+    """Replace one W+ row (in every view) by the baseline's and measure
+    p_fake(w) - p_fake(w ablated) (captum FeatureAblation). dims: the same for blocks of
+    `block` dims, each block's effect spread evenly over its dims. Any classifier (only
+    predictions are called)."""
 
     name = "channel_ablation"
 
@@ -312,20 +343,28 @@ class ChannelAblation(Explainer):
         if STYLE_DIM % block:
             raise ValueError(f"block must divide {STYLE_DIM}, got {block}")
         self.block = int(block)
-        self.forward = numpy_forward(detector, self.target)
 
-    def _attribute(self, x, b):
+    def forward(self, *views):
+        p = self.score(*(v.detach().cpu().numpy().reshape(len(v), N_LATENT, STYLE_DIM)
+                         for v in views))
+        if self.target == "logit":
+            p = np.clip(p, 1e-6, 1 - 1e-6)
+            p = np.log(p / (1 - p))
+        return torch.as_tensor(p, dtype=torch.float32)
+
+    def _attribute(self, xs, bs):
         from captum.attr import FeatureAblation
 
         fa = FeatureAblation(self.forward)
         rows = torch.arange(N_LATENT)[:, None].expand(N_LATENT, STYLE_DIM)
-        ch = fa.attribute(x, baselines=b, feature_mask=rows[None].contiguous(),
-                          perturbations_per_eval=N_LATENT)[0, :, 0].numpy()
+        masks = tuple(rows[None].contiguous() for _ in xs)  # a row of every view at once
+        ch = fa.attribute(xs, baselines=bs, feature_mask=masks,
+                          perturbations_per_eval=N_LATENT)[0][0, :, 0].numpy()
         nb = STYLE_DIM // self.block
         blocks = rows * nb + torch.arange(STYLE_DIM)[None, :] // self.block
-        per_eval = max(1, min(N_LATENT * nb, 4096 // max(1, _cost(self.detector))))
-        dims = fa.attribute(x, baselines=b, feature_mask=blocks[None].contiguous(),
-                            perturbations_per_eval=per_eval)[0].numpy() / self.block
+        per_eval = max(1, min(N_LATENT * nb, 4096 // max(1, _cost(self.clf))))
+        dims = fa.attribute(xs, baselines=bs, feature_mask=tuple(blocks[None].contiguous() for _ in xs),
+                            perturbations_per_eval=per_eval)[0][0].numpy() / self.block
         return dims, ch, (f"ablation of {self.target}: each row (and each block of "
                           f"{self.block} dims) replaced by the {self.baseline_name}")
 
@@ -343,29 +382,28 @@ def explainer_for(detector, method: str = "auto", baseline=None, **kw) -> Explai
     """method: "auto" (IG when the classifier is differentiable, else ablation), "ig",
     "integrated_gradients", "ablation" or "channel_ablation"."""
     if method == "auto":
-        method = "ig" if torch_logit(detector) is not None else "ablation"
+        method = "ig" if torch_logit(_parts(detector)[1]) is not None else "ablation"
     if method not in METHODS:
         raise ValueError(f"unknown explanation method {method!r}; use auto, "
                          + ", ".join(sorted(METHODS)))
     return METHODS[method](detector, baseline, **kw)
 
 
-def explain(w, detector, method: str = "auto", baseline=None, target: str = "p_fake",
-            **kw) -> Attribution:
-    """Attributions of the detector's p_fake (or its logit) over the 14 W+ rows and their
+def explain(w, detector=None, method: str = "auto", baseline=None, target: str = "p_fake",
+            w_mirror=None, **kw) -> Attribution:
+    """Attributions of the verdict's p_fake (or its logit) over the 14 W+ rows and their
     512 dims.
 
-    w: (1, 14, 512) code; detector: a fitted lf_core.classifiers classifier (or a path);
-    baseline: the reference code (e.g. model.w_avg), default the detector's training mean;
+    w: (1, 14, 512) code; detector: a Detector, a fitted classifier, or a path (None: the
+    default); w_mirror: the mirror image's code, for a two-view Detector (the verdict's
+    score); baseline: the reference code, default the detector's typical real face;
     target: "p_fake" or "logit" (use "logit" when p_fake is saturated at both ends).
     """
-    from pathlib import Path
+    from .detector import LatentClassifier, as_detector
 
-    if isinstance(detector, (str, Path)) or detector is None:
-        from .detect import load_detector
-
-        detector = load_detector(detector)
-    return explainer_for(detector, method, baseline, target=target, **kw).explain(w)
+    if not isinstance(detector, LatentClassifier):
+        detector = as_detector(detector)
+    return explainer_for(detector, method, baseline, target=target, **kw).explain(w, w_mirror)
 
 
 __all__ = ["Attribution", "ChannelAblation", "Explainer", "GROUPS", "IntegratedGradients",

@@ -1,0 +1,224 @@
+"""A detector: a latent classifier with what it knows about itself.
+
+    det = Detector.load()                           # the default, or Detector.load("det.safetensors")
+    notes = det.check(model)                        # DetectorMismatchError if it cannot score model's codes
+    v = det.judge(w, w_mirror, prior_fake=0.5)      # -> Verdict ("fake" | "real" | "unsure")
+    det.describe()                                  # one line for people
+
+A detector file is one .safetensors written by `LatentClassifier.save`: the classifier's
+arrays and a JSON header whose `metrics` say what codes it was trained on (projector,
+weights sha256, inversion steps), whether it scores a face together with its mirror image
+(two views), its training sources and held-out figures. Newer files may also hold
+`domain.*` arrays (a `CodeDomain`: where its training codes lie, for the "unsure" verdict)
+and a `temperature` that calibrates its likelihood ratio. Older files load unchanged:
+no domain (never unsure), temperature 1.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .classifiers import LatentClassifier, load_classifier, mean_logit
+from .decision import Verdict, decide, likelihood_ratio
+from .domain import CodeDomain, logit, posterior
+from .errors import DetectorMismatchError, WeightsError
+from .model import WEIGHTS_DIR
+
+DEFAULT_DETECTOR = WEIGHTS_DIR / "detector-default.safetensors"
+NOT_LATENT = ("pca", "vqvae", "crops")
+
+
+class Detector:
+    """Score W+ codes (N, 14, 512), decide under a prior, say when a face is out of reach.
+
+    clf: the fitted LatentClassifier; domain: its CodeDomain or None; temperature: T > 0
+    dividing the log likelihood ratio (1 = as trained)."""
+
+    def __init__(self, clf: LatentClassifier, path=None, domain: CodeDomain | None = None,
+                 temperature: float = 1.0, real_mean: np.ndarray | None = None):
+        self.clf, self.path, self.domain = clf, (Path(path) if path else None), domain
+        self.temperature = float(temperature)
+        self.real_mean = real_mean  # (14, 512) mean code of the real training faces, or None
+        if not self.temperature > 0:
+            raise WeightsError(f"a detector's temperature must be > 0, got {temperature}")
+
+    # -- what it is
+    @property
+    def meta(self) -> dict:
+        """The training record (`metrics` of the file): projector, data, sources, figures."""
+        return self.clf.metrics or {}
+
+    @property
+    def projector(self) -> dict:
+        return self.meta.get("projector") or {}
+
+    @property
+    def views(self) -> int:
+        """2: scores a face together with its mirror image (the mean of the two logits)."""
+        return 2 if self.meta.get("mirror") else 1
+
+    @property
+    def steps(self) -> int:
+        """Inversion steps of the codes it was trained on (0 = encoder only)."""
+        return int(self.projector.get("steps") or 0)
+
+    @property
+    def passes(self) -> int:
+        return int((self.projector.get("invert_kw") or {}).get("passes", 0))
+
+    @property
+    def train_fake_share(self) -> float:
+        return float(self.clf.train_fake_share_)
+
+    @property
+    def sources(self) -> list[dict]:
+        """Training sources: [{"name", "what", "n_real", "n_fake"}, ...] (may be empty)."""
+        return list(self.meta.get("sources") or [])
+
+    @property
+    def heldout(self) -> dict:
+        """Held-out figures per source, e.g. {"dfdc": {"auc": ..., "balanced_accuracy": ...}}."""
+        return dict(self.meta.get("heldout") or {})
+
+    def describe(self) -> str:
+        """One line: the classifier, its views, the codes it was trained on."""
+        c = self.clf
+        k = getattr(c, "members", 1)
+        how = (["regularised"] if getattr(c, "optimizer", "sgd") != "sgd" else []) + (
+            [f"mean of {k} nets"] if k > 1 else [])
+        name = type(c).__name__ + (f" ({', '.join(how)})" if how else "") + (
+            ", each face and its mirror" if self.views == 2 else "")
+        proj = self.projector
+        text = f"{name} on {proj.get('kind', 'stylegan')} codes" + (
+            f" ({proj.get('steps', 0)} steps)" if proj else "")
+        names = [s.get("name") for s in self.sources if s.get("name")]
+        return text + (f"; trained on {', '.join(names)}" if names else "")
+
+    # -- can it score these codes?
+    def check(self, model) -> list[str]:
+        """Raise DetectorMismatchError when its training codes came from another projector
+        or generator file than `model`; else [] (the pipeline computes the verdict on the
+        codes it was trained on, whatever the reconstruction the user watches)."""
+        from .projectors import file_digest  # MERGE: artifacts
+
+        kind = self.projector.get("kind", "stylegan")
+        if kind in NOT_LATENT:
+            raise DetectorMismatchError(
+                f"this detector was trained on {kind} codes; images are scored on a generator's "
+                "W+ codes: train a detector on those (lf extract --projector stylegan, lf train), "
+                "or evaluate this one with lf evaluate")
+        sha, ours = self.projector.get("weights_sha256"), file_digest(getattr(model, "path", None))
+        if sha and sha != "unknown" and ours and not ours.startswith(sha[:16]):
+            raise DetectorMismatchError(
+                f"this detector was trained on codes of {self.projector.get('weights', 'another generator')} "
+                f"(sha256 {sha[:8]}), not of {model.name} (sha256 {ours[:8]}): its scores on "
+                "these codes would mean nothing. Use the generator it was trained with "
+                "(--weights / LF_WEIGHTS), or train a detector on this one's codes (lf extract "
+                "--weights ..., then lf train)")
+        return []
+
+    # -- scores
+    def prob_fake(self, w, w_mirror=None) -> np.ndarray:
+        """(N,) calibrated p(fake) under the training share, of codes w (N, 14, 512); with a
+        two-view detector and w_mirror (the mirror images' codes), the mean of both logits."""
+        w = np.asarray(w, np.float32).reshape(-1, *self.clf.input_shape_)
+        ps = [self.clf.predict_proba(w)[:, 1]]
+        if w_mirror is not None and self.views == 2:
+            ps.append(self.clf.predict_proba(np.asarray(w_mirror, np.float32).reshape(w.shape))[:, 1])
+        p = mean_logit(*ps) if len(ps) > 1 else ps[0]
+        if self.temperature == 1.0:
+            return p
+        llr = (logit(p) - logit(self.train_fake_share)) / self.temperature
+        return posterior(llr, self.train_fake_share)
+
+    def where(self, w, w_mirror=None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(nearest source (N,), ratio (N,)) of codes to the training sources; None without
+        a domain. The mean of the two views' ratios for a two-view detector."""
+        if self.domain is None:
+            return None
+        w = np.asarray(w, np.float32).reshape(-1, *self.clf.input_shape_)
+        views = [w] + ([np.asarray(w_mirror, np.float32).reshape(w.shape)]
+                       if w_mirror is not None and self.views == 2 else [])
+        q = np.mean([self.domain.distance(self.clf.features(v)) for v in views], 0)  # (N, S)
+        q = q / self.domain.limit_[None]
+        i = q.argmin(1)
+        return np.array(self.domain.names_)[i], q[np.arange(len(q)), i]
+
+    def judge(self, w, w_mirror=None, prior_fake: float = 0.5) -> Verdict:
+        """One face's Verdict from its code (1, 14, 512) (and its mirror's)."""
+        p = float(self.prob_fake(w, w_mirror)[0])
+        share = self.train_fake_share
+        near = self.where(w, w_mirror)
+        src, ratio = (None, None) if near is None else (str(near[0][0]), float(near[1][0]))
+        return Verdict(p, float(likelihood_ratio(p, share)), float(prior_fake),
+                       bool(decide(p, prior_fake, share)), share,
+                       outside=ratio is not None and ratio > 1.0, nearest_source=src,
+                       domain_ratio=ratio)
+
+    # -- files
+    @classmethod
+    def load(cls, path=None) -> Detector:
+        """The detector at `path` (default: $LF_DETECTOR or weights/detector-default.safetensors)."""
+        path = Path(path or os.environ.get("LF_DETECTOR") or DEFAULT_DETECTOR)
+        if not path.is_file():
+            raise WeightsError(f"detector not found: {path}. Train one with `lf train` "
+                               "or point LF_DETECTOR at a .safetensors detector")
+        clf = load_classifier(path)
+        meta = clf.metrics or {}
+        domain, real_mean = None, None
+        if meta.get("domain") or meta.get("real_mean"):
+            from safetensors import safe_open
+
+            try:
+                with safe_open(str(path), framework="np") as f:
+                    arrays = {k: f.get_tensor(k) for k in f.keys()
+                              if k.startswith(("domain.", "baseline."))}
+                if meta.get("domain"):
+                    domain = CodeDomain.from_arrays(meta["domain"], arrays)
+                if meta.get("real_mean"):
+                    real_mean = np.asarray(arrays["baseline.real"], np.float32).reshape(14, 512)
+                    if not np.isfinite(real_mean).all():
+                        raise ValueError("baseline.real is not finite")
+            except (KeyError, TypeError, ValueError) as e:
+                raise WeightsError(f"{path}: damaged detector record ({e})") from e
+        return cls(clf, path, domain, float(meta.get("temperature", 1.0)), real_mean)
+
+    def save(self, path, half: bool = False) -> Path:
+        """Write the classifier with this detector's domain and temperature in its header."""
+        m = dict(self.meta, temperature=self.temperature)
+        extra = {}
+        if self.domain is not None:
+            m["domain"], extra = self.domain.meta(), self.domain.arrays()
+        if self.real_mean is not None:
+            m["real_mean"] = True
+            extra["baseline.real"] = np.asarray(self.real_mean, np.float32).reshape(14, 512)
+        self.path = self.clf.save(path, metrics=m, half=half, extra=extra)
+        return self.path
+
+
+_CACHE: dict = {}
+
+
+def load_detector(path=None) -> Detector:
+    """Detector.load, cached by (path, mtime, size): a file rewritten by lf train is read anew."""
+    path = Path(path or os.environ.get("LF_DETECTOR") or DEFAULT_DETECTOR)
+    try:
+        st = path.stat()
+    except OSError:
+        return Detector.load(path)  # raises the readable "not found"
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _CACHE:
+        _CACHE[key] = Detector.load(path)
+    return _CACHE[key]
+
+
+def as_detector(detector) -> Detector:
+    """A Detector as it is; a fitted LatentClassifier wrapped; a path (None: the default) loaded."""
+    if isinstance(detector, Detector):
+        return detector
+    if isinstance(detector, LatentClassifier):
+        return Detector(detector)
+    return load_detector(detector)

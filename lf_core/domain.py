@@ -1,0 +1,162 @@
+"""What a detector knows: where its training codes lie, and how sure its scores are.
+
+    dom = CodeDomain().fit(Z, sources)        # Z (N, D) the classifier's standardised features
+    dom.distance(Z)                           # (N, S) per training source, ~1 inside it
+    dom.nearest(Z)                            # (names (N,), ratio (N,)): ratio > 1 = outside
+
+A detector trained on DFDC video frames, FFHQ photos and LFW / UTKFace portraits knows
+nothing of a face unlike all of them: its score there is a guess. `CodeDomain` models
+each training source as a Gaussian in a shared PCA basis of the features (k directions)
+plus an isotropic residual, and scores a code by its normalised Mahalanobis distance to
+each source:
+
+    d_s(z)^2 = 1/2 * ( mean_i (P z - mu_s)_i^2 / var_s,i  +  |z - P^T P z|^2 / ((D - k) r_s) )
+
+Both terms average 1 over the source's own faces. A source's `limit` is the `quantile`
+of d_s over its held-out faces (a face of the source is outside with probability
+1 - quantile); `ratio = d_s / limit_s` of the nearest source is the out-of-distribution
+score: above 1, the verdict abstains.
+
+`fit_temperature` and `ece` calibrate and measure probabilities: a detector's log likelihood
+ratio is divided by T, fitted on held-out faces.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ECE_BINS = 10
+
+
+class CodeDomain:
+    """Per-source Gaussians in a shared PCA basis of (N, D) features. See the module."""
+
+    def __init__(self, k: int = 64, quantile: float = 0.99, fit_rows: int = 20000, seed: int = 0):
+        self.k, self.quantile, self.fit_rows, self.seed = int(k), float(quantile), int(fit_rows), int(seed)
+        self.basis_ = None  # (k, D) float32, orthonormal rows
+        self.names_: list[str] = []
+        self.mu_ = self.var_ = None  # (S, k) float32
+        self.res_ = self.limit_ = None  # (S,) float32
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.basis_ is not None
+
+    def fit(self, Z, sources, Z_held=None, sources_held=None) -> CodeDomain:
+        """Z (N, D) float32 features, sources (N,) names. The limits come from the held-out
+        (Z_held, sources_held) when given (a source without held-out rows: its own rows)."""
+        from sklearn.utils.extmath import randomized_svd
+
+        Z, sources = np.asarray(Z, np.float32), np.asarray(sources).astype(str)
+        rng = np.random.default_rng(self.seed)
+        rows = rng.choice(len(Z), min(len(Z), self.fit_rows), replace=False)
+        centre = Z[rows].mean(0)
+        _, _, vt = randomized_svd(Z[rows] - centre, self.k, n_iter=4, random_state=self.seed)
+        self.basis_ = vt.astype(np.float32)  # (k, D)
+        self.names_ = sorted(set(sources))
+        mu, var, res = [], [], []
+        for s in self.names_:
+            Zs = Z[sources == s]
+            P = Zs @ self.basis_.T  # (n, k)
+            mu.append(P.mean(0))
+            var.append(P.var(0) + 1e-6)
+            res.append(self._residual(Zs, P).mean() / (Z.shape[1] - self.k) + 1e-12)
+        self.mu_, self.var_ = np.array(mu, np.float32), np.array(var, np.float32)
+        self.res_ = np.array(res, np.float32)
+        self.limit_ = np.ones(len(self.names_), np.float32)
+        Zh, sh = (Z, sources) if Z_held is None else (np.asarray(Z_held, np.float32),
+                                                      np.asarray(sources_held).astype(str))
+        d = self.distance(Zh)
+        for i, s in enumerate(self.names_):
+            own = d[sh == s, i] if (sh == s).any() else self.distance(Z[sources == s])[:, i]
+            self.limit_[i] = np.quantile(own, self.quantile)
+        return self
+
+    def _residual(self, Z, P):
+        """(n,) squared norm of what the basis leaves of each row."""
+        return np.maximum((Z * Z).sum(1) - (P * P).sum(1), 0.0)
+
+    def distance(self, Z) -> np.ndarray:
+        """(N, S) normalised Mahalanobis distance of each row to each source (~1 inside)."""
+        Z = np.asarray(Z, np.float32)
+        P = Z @ self.basis_.T  # (N, k)
+        r = self._residual(Z, P)[:, None] / (Z.shape[1] - self.k)  # (N, 1)
+        m = (((P[:, None, :] - self.mu_[None]) ** 2) / self.var_[None]).mean(2)  # (N, S)
+        return np.sqrt(0.5 * (m + r / self.res_[None]))
+
+    def nearest(self, Z) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the nearest training source (by distance / its limit) and that ratio;
+        ratio > 1: unlike every source the detector was trained on."""
+        q = self.distance(Z) / self.limit_[None]  # (N, S)
+        i = q.argmin(1)
+        return np.array(self.names_)[i], q[np.arange(len(q)), i]
+
+    # -- storage as flat arrays + JSON-able meta (inside a detector's .safetensors)
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"domain.basis": self.basis_, "domain.mu": self.mu_, "domain.var": self.var_,
+                "domain.res": self.res_, "domain.limit": self.limit_}
+
+    def meta(self) -> dict:
+        return {"k": self.k, "quantile": self.quantile, "sources": self.names_}
+
+    @classmethod
+    def from_arrays(cls, meta: dict, arrays: dict) -> CodeDomain:
+        d = cls(k=int(meta["k"]), quantile=float(meta["quantile"]))
+        d.names_ = [str(s) for s in meta["sources"]]
+        d.basis_ = np.asarray(arrays["domain.basis"], np.float32)
+        d.mu_, d.var_ = (np.asarray(arrays[f"domain.{n}"], np.float32) for n in ("mu", "var"))
+        d.res_, d.limit_ = (np.asarray(arrays[f"domain.{n}"], np.float32) for n in ("res", "limit"))
+        S, k = len(d.names_), d.k
+        shapes = {"basis": (k, d.basis_.shape[1]), "mu": (S, k), "var": (S, k), "res": (S,),
+                  "limit": (S,)}
+        for n, want in shapes.items():
+            got = getattr(d, f"{n}_").shape
+            if got != want:
+                raise ValueError(f"domain.{n} has shape {got}, expected {want}")
+            if not np.isfinite(getattr(d, f"{n}_")).all():
+                raise ValueError(f"domain.{n} is not finite")
+        if (d.var_ <= 0).any() or (d.res_ <= 0).any() or (d.limit_ <= 0).any():
+            raise ValueError("domain variances and limits must be positive")
+        return d
+
+
+def logit(p) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+def posterior(llr, prior_fake) -> np.ndarray:
+    """p(fake | x) from log p(x|fake)/p(x|real) under a share of fakes `prior_fake`."""
+    return 1 / (1 + np.exp(-(np.asarray(llr, np.float64) + logit(prior_fake))))
+
+
+def fit_temperature(llr, y) -> float:
+    """T > 0 minimising the held-out log loss of posterior(llr / T, share of fakes in y):
+    T > 1 softens over-confident likelihood ratios."""
+    llr, y = np.asarray(llr, np.float64), np.asarray(y, np.float64)
+    share = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
+
+    def nll(T):
+        q = np.clip(posterior(llr / T, share), 1e-12, 1 - 1e-12)
+        return -np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))
+
+    grid = np.exp(np.linspace(np.log(0.25), np.log(4.0), 161))  # 1.7% steps
+    return float(grid[np.argmin([nll(T) for T in grid])])
+
+
+def ece(p, y, bins: int = ECE_BINS) -> float:
+    """Expected calibration error: sum over equal-width bins of p(fake) of
+    (share of faces) x |mean p - share of fakes|."""
+    p, y = np.asarray(p, np.float64), np.asarray(y, np.float64)
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    return float(sum(abs(p[idx == b].mean() - y[idx == b].mean()) * (idx == b).mean()
+                     for b in range(bins) if (idx == b).any()))
+
+
+def reliability(p, y, bins: int = ECE_BINS) -> list[dict]:
+    """Per non-empty bin: its range, n, mean p(fake) and the share of fakes (a reliability curve)."""
+    p, y = np.asarray(p, np.float64), np.asarray(y, np.float64)
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    return [{"lo": b / bins, "hi": (b + 1) / bins, "n": int((idx == b).sum()),
+             "mean_p": float(p[idx == b].mean()), "fake_share": float(y[idx == b].mean())}
+            for b in range(bins) if (idx == b).any()]
