@@ -17,10 +17,10 @@ import numpy as np
 
 from lf_core import inversion as inv
 from lf_core.alignment import align
+from lf_core.classifiers import prior_threshold
 from lf_core.detect import (VIDEO_RULE, aggregate, check_detector, classify_face,
                             describe_detector, score_frames, two_views)
 from lf_core.errors import BadInputError, DetectorMismatchError, LFError
-from lf_core.evaluate import prior_threshold
 from lf_core.explainers import GROUPS, channel_labels, explain, mix
 from lf_core.io import is_video, load_image, video_info
 from lf_core.losses import perceptual

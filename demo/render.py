@@ -7,8 +7,7 @@ import html
 import cv2
 import numpy as np
 
-from lf_core.classifiers import decide, likelihood_ratio
-from lf_core.evaluate import prior_threshold
+from lf_core.classifiers import decide, likelihood_ratio, prior_threshold
 
 
 DISPLAY_MAX = 720  # px, longest side of the annotated photo

@@ -38,7 +38,7 @@ log = logging.getLogger("lf.demo")
 # thread. Gradio runs each handler, and each step of a streaming handler, on whichever
 # worker thread is free, so torch work spread over its threads grows one team per thread;
 # on 2 cores an idle second team slows the busy one ~1.7x
-# (`python benchmarks/bench_threads.py`). So every model call of the demo runs on this
+# (`python benchmarks/speed/bench_threads.py`). So every model call of the demo runs on this
 # one thread; requests interleave on it step by step.
 _LANE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lf-torch")
 _END = object()

@@ -17,11 +17,11 @@ import numpy as np
 
 from . import inversion as inv
 from .alignment import align, mirror
+from .artifacts import file_digest
 from .classifiers import decide, likelihood_ratio, load_classifier, mean_logit, two_views
 from .errors import DetectorMismatchError, LFError, NoFaceError, WeightsError
 from .io import load_image, read_video, video_info
 from .model import WEIGHTS_DIR, load_model
-from .projectors import file_digest
 
 DEFAULT_DETECTOR = WEIGHTS_DIR / "detector-default.safetensors"
 VIDEO_RULE = ("video p_fake = mean of the per-frame p_fake of the largest face, over the "

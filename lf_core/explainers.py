@@ -129,7 +129,7 @@ def torch_logit(detector):
     """A differentiable torch function codes (N, 14, 512) -> logit of p_fake (N,), from the
     classifier's fitted arrays (logistic regression, MLP-2, MLP-5); None when the
     classifier has no gradient (random forest). The detector is not modified."""
-    from .classifiers import LogReg, _MLP
+    from .classifiers import MLP, LogReg
 
     if not getattr(detector, "is_fitted", False):
         return None
@@ -149,7 +149,7 @@ def torch_logit(detector):
         coef = torch.as_tensor(detector.coef_, dtype=torch.float32)
         b = float(detector.intercept_)
         return lambda w: features(w) @ coef + b
-    if isinstance(detector, _MLP) and detector.net_ is not None:
+    if isinstance(detector, MLP) and detector.net_ is not None:
         net = detector.net_.eval()
         return lambda w: net(features(w)).squeeze(1)
     return None

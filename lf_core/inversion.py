@@ -20,10 +20,12 @@ time); see weights/README.md. The default detector was trained on passes = 0 cod
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from .artifacts import file_digest
 from .losses import perceptual, psnr, ssim
 
 
@@ -59,6 +61,12 @@ def to_tensor(img):
     return x.permute(0, 3, 1, 2) / 127.5 - 1
 
 
+def image_scores(x, y):
+    """PSNR (dB) and SSIM per image of uint8 batches x, y: (N, H, W, 3) -> ((N,), (N,))."""
+    a, b = to_tensor(x), to_tensor(y)
+    return psnr(b, a, reduce=False).numpy(), ssim(b, a, reduce=False).numpy()
+
+
 def to_image(x):
     """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8."""
     x = ((x.detach().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
@@ -88,6 +96,27 @@ def reconstruct(model, w):
         w = w[None]
     with torch.no_grad():
         return to_image(model.G(w))
+
+
+def code_name(model, steps=0, invert_kw=None) -> str:
+    """How W+ codes were made, e.g. 'stylegan (encoder only, lf-compact-256.safetensors)'."""
+    how = "encoder only" if steps == 0 else f"{steps} inversion steps"
+    k = (invert_kw or {}).get("passes", 0)
+    how += f", {k} refinement passes" if k else ""
+    return f"stylegan ({how}, {Path(model.path).name})"
+
+
+def code_meta(model, steps=0, invert_kw=None) -> dict:
+    """What made the W+ codes of `model` after `steps` steps with `invert_kw` (run_batch's
+    options; passes=0 left out): the record that a codes folder and a detector's metrics
+    carry as "projector", and that detect.check_detector reads. Codes from another weights
+    file (sha256 prefix) or other settings are not comparable."""
+    kw = {k: v for k, v in sorted((invert_kw or {}).items()) if (k, v) != ("passes", 0)}
+    return {"kind": "stylegan", "name": code_name(model, steps, kw),
+            "code_shape": [model.n_latent, int(model.w_avg.shape[1])], "steps": int(steps),
+            "weights": Path(model.path).name, "weights_path": str(model.path),
+            "weights_sha256": file_digest(model.path) or "unknown", "model_kind": model.kind,
+            "encoder": model.E is not None, "invert_kw": kw}
 
 
 def invert(model, crop, steps=100, lr=0.01, a_pix=1.0, a_perc=1.0, a_dom=0.5, dom_every=4,
@@ -179,7 +208,7 @@ def run_batch(model, crops, steps=100, lr=0.01, a_pix=1.0, a_perc=1.0, a_dom=0.5
     (N, 14, 512). The same optimisation as invert() per face (see _step) with one batched
     pass of G per step. Per face and step on the 2-core CPU: 160 ms alone, 135 ms in twos,
     128 ms in fours, 188 ms in sixteens (the maps outgrow the caches):
-    benchmarks/bench_core.py --batch N."""
+    benchmarks/speed/bench_core.py --batch N."""
     if steps < 0:
         raise ValueError("steps must be >= 0")
     if len(crops) > chunk:

@@ -6,7 +6,7 @@ BadInputError with a one-line message, never a PIL/cv2/numpy exception.
     load_image(src)            -> (H, W, 3) uint8 RGB
     read_video(path, every=10) -> iterator of VideoFrame (every Nth frame)
     video_info(path)           -> VideoInfo(fps, n_frames, width, height)
-    save_image(arr, path)         atomic write (temp file + os.replace)
+    save_image(arr, path)         atomic write (lf_core.artifacts)
     native_stderr_hidden()        a block with C++ libraries' log lines (fd 2) hidden
 
 Transparency is composited on white: cut-out portraits usually hold black or garbage
@@ -19,7 +19,6 @@ import contextlib
 import io
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
@@ -27,6 +26,7 @@ from typing import Iterator, Union
 import numpy as np
 from PIL import Image, ImageOps
 
+from .artifacts import atomic_write
 from .errors import BadInputError
 
 MAX_PIXELS = 50_000_000  # refuse larger images/videos before decoding them (header size)
@@ -240,20 +240,8 @@ def save_image(arr: np.ndarray, path: Union[str, os.PathLike], quality: int = 95
     im = Image.fromarray(a)
     if fmt == "JPEG" and im.mode == "RGBA":
         im = im.convert("RGB")
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            im.save(f, format=fmt, **({"quality": quality} if fmt in ("JPEG", "WEBP") else {}))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    kw = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    atomic_write(p, lambda f: im.save(f, format=fmt, **kw))
 
 
 # ---------------------------------------------------------------- videos
@@ -361,48 +349,3 @@ def read_video(
             cap.release()
 
     return frames()
-
-
-# --------------------------------------------------------------------------- weight files
-
-
-def read_lf_file(path, what: str, key: str, fmt: str, version: int, framework="numpy"):
-    """(meta, arrays) of a LatentForensics .safetensors file (a classifier, projector or
-    CNN baseline): tensors plus a JSON header under `key` whose "format" is `fmt` and
-    "version" is `version`. Nothing in it is executed; a pickle / torch.save file is
-    refused without being opened. WeightsError (saying what it found) for anything else."""
-    import json
-
-    from safetensors import SafetensorError, safe_open
-
-    from .errors import WeightsError
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{what} file not found: {path}")
-    try:
-        with safe_open(str(path), framework=framework) as f:
-            header = f.metadata() or {}
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as err:
-        with open(path, "rb") as f:
-            head = f.read(2)
-        if head[:1] == b"\x80" or head == b"PK":  # pickle protocol >= 2, or torch.save's zip
-            raise WeightsError(
-                f"{path} looks like a pickle/torch.save file, which is unsafe to load and was "
-                f"not opened; only .safetensors {what} files written by LatentForensics are "
-                "accepted") from err
-        raise WeightsError(f"{path} is not a readable .safetensors file ({err})") from err
-    if key not in header:
-        raise WeightsError(f"{path} is a .safetensors file but not a LatentForensics {what} "
-                           f"(no '{key}' header)")
-    try:
-        meta = json.loads(header[key])
-    except json.JSONDecodeError as err:
-        raise WeightsError(f"{path}: {what} header is not valid JSON ({err})") from err
-    if not isinstance(meta, dict) or meta.get("format") != fmt:
-        raise WeightsError(f"{path}: header format is not {fmt!r}")
-    if meta.get("version") != version:
-        raise WeightsError(f"{path}: {what} file version {meta.get('version')!r}; this code "
-                           f"reads version {version}")
-    return meta, arrays

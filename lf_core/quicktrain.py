@@ -64,9 +64,8 @@ def quick_train(images, labels, model, kind: str = "lr", folds: int = 5, seed: i
     """
     from .alignment import align
     from .classifiers import CLASSIFIERS
-    from .inversion import encode
+    from .inversion import code_meta, encode
     from .io import load_image
-    from .projectors import StyleGANProjector
 
     t0 = time.perf_counter()
     images, labels = list(images), [int(v) for v in labels]
@@ -113,7 +112,7 @@ def quick_train(images, labels, model, kind: str = "lr", folds: int = 5, seed: i
             scores.append(float((clf.predict(X[te]) == y[te]).mean()))
     det = make(seed=seed).fit(X, y)
     cv = float(np.mean(scores)) if scores else None
-    det.metrics = {"projector": StyleGANProjector(model, steps=0).meta(),  # as lf extract records it
+    det.metrics = {"projector": code_meta(model, steps=0),  # as lf extract records it
                    "quick_train": {"cv_accuracy": cv, "folds": k if scores else 0,
                                    "n_real": n_real, "n_fake": n_fake}}
     return QuickTrainResult(det, cv, n_real, n_fake, skipped, k if scores else 0, scores,

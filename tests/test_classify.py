@@ -261,11 +261,11 @@ def test_mlp_dropout_adamw(data, tmp_path):
 
 
 def test_groups_stay_on_one_side_of_the_mlp_holdout(data):
-    from lf_core.classifiers import _holdout_split
+    from lf_core.classifiers import holdout_split
 
     (X, y), (Xt, yt) = data
     groups = np.arange(len(y)) // 10  # e.g. 10 frames per video
-    train, val = _holdout_split(y, groups, 0.1, np.random.default_rng(0))
+    train, val = holdout_split(y, groups, 0.1, np.random.default_rng(0))
     assert not set(groups[train]) & set(groups[val])
     assert 20 <= len(val) <= 40 and len(train) + len(val) == len(y)
     model = MLP2(channels=SIGNAL, max_epochs=2, batch_size=8).fit(X, y, groups=groups)

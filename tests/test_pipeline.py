@@ -62,22 +62,39 @@ def test_batched_inversion_equals_one_at_a_time(model, dfdc_pairs):
     assert np.array_equal(inv.run_batch(model, crops, steps=0), w0)
 
 
+def batching_tol(model, w, passes):
+    """How far two float32 runs of the encoder passes may round apart when only their
+    batching differs (one face vs four: other kernel blockings, another summation order),
+    per W+ row: (..., 14, 1). Each weight layer rounds its outputs with a relative error of
+    about eps (float32: 1.2e-7) of the magnitude of its terms, and the errors of the layers
+    on the chain add up: E runs 1 + passes times, G passes times (1 + 3 * 36 + 2 * 48 = 204
+    layers for two passes of the embedded model). A W+ row is one layer's output, so the
+    magnitude is the row's largest |value|. A batching bug moves codes by O(that magnitude),
+    far above this bound (here: depth * eps ~ 2.4e-5 of it; seen: up to 6e-7)."""
+    def layers(net):
+        return sum(1 for q in net.parameters() if q.ndim >= 2)
+
+    depth = (1 + passes) * layers(model.E) + passes * layers(model.G)
+    return depth * np.finfo(np.float32).eps * np.abs(w).max(axis=-1, keepdims=True)
+
+
 def test_refinement_passes(model, dfdc_pairs):
     """w += E(x) - E(G(w)): no gradient, yet G(w) comes closer to the face (validation
     faces: +0.9 dB for two passes, weights/README.md); every entry point agrees."""
-    from lf_core.losses import image_scores
-    from lf_core.projectors import StyleGANProjector
+    from lf_core.inversion import image_scores
+    from lf_core.lab.projectors import StyleGANProjector
 
     crops = np.stack([align(load_image(p[0]), max_faces=1)[0].crop for p in dfdc_pairs[:4]])
     w0, w2 = inv.encode(model, crops), inv.encode(model, crops, passes=2)
     p0 = image_scores(crops, inv.reconstruct(model, w0))[0]
     p2 = image_scores(crops, inv.reconstruct(model, w2))[0]
     assert p2.mean() > p0.mean() + 0.2, (p0, p2)
-    assert np.allclose(inv.run(model, crops[0], steps=0, passes=2).w, w2[:1], atol=1e-5)
+    tol = batching_tol(model, w2, passes=2)  # (4, 14, 1)
+    assert np.all(np.abs(inv.run(model, crops[0], steps=0, passes=2).w - w2[:1]) <= tol[:1])
     assert np.array_equal(inv.run_batch(model, crops, steps=0, passes=2), w2)
     proj = StyleGANProjector(model, passes=2)
     assert "2 refinement passes" in proj.name and proj.identity()["invert_kw"] == {"passes": 2}
-    assert np.allclose(proj.project(crops), w2, atol=1e-5)
+    assert np.all(np.abs(proj.project(crops) - w2) <= tol)
     for same in (StyleGANProjector(model), StyleGANProjector(model, passes=0)):
         assert same.identity()["invert_kw"] == {}  # codes made before passes stay comparable
     with pytest.raises(ValueError):
@@ -126,7 +143,7 @@ def test_detector_must_fit_the_model(model, detector, dfdc_pairs):
     """A detector trained on another generator's codes, or on PCA codes, gives no verdict
     (DetectorMismatchError, exit code 5); other inversion settings give a note."""
     from lf_core.errors import DetectorMismatchError
-    from lf_core.projectors import file_digest
+    from lf_core.artifacts import file_digest
 
     ours = file_digest(model.path)
     assert detect.check_detector(_with_projector(detector, weights_sha256=ours), model) == []
@@ -148,8 +165,11 @@ def test_predict_video(model, detector, data_dir):
                                model=model, detector=detector)
     assert [f.index for f in res.frames] == [0, 100, 200]
     assert all(f.faces for f in res.frames)  # the face is found in the 1080p frames
-    assert res.verdict in ("real", "fake") and 0 <= res.prob_fake <= 1
-    assert "mean" in res.rule
+    # the video's p_fake is the mean over frames of the largest face's p_fake (its rule)
+    ps = [f.faces[0].prob_fake for f in res.frames]
+    assert "mean" in res.rule and res.prob_fake == pytest.approx(np.mean(ps))
+    fake = detect.decide(res.prob_fake, 0.5, detector.train_fake_share_)  # default prior
+    assert res.verdict == ("fake" if fake else "real")
 
 
 def test_frozen_weight_cache_follows_the_weights():

@@ -24,7 +24,7 @@ rerun skips the chunks that exist with the same bounds; a chunk that a `limit` c
 is redone when a later run asks for more rows. A rerun with another manifest (content),
 split or projector is refused: use another folder or overwrite=True.
 
-Rows are taken in manifest order, after the optional `split` filter (lf_core.data.split_of
+Rows are taken in manifest order, after the optional `split` filter (lf_core.lab.data.split_of
 on the group), then the first `limit` of them. A projector that must be fitted (PCA) and is
 not is fitted first on the *real* faces of the manifest's *train* split (at most
 `fit_limit`, taken evenly across the manifest), whatever `split` is extracted, so its
@@ -34,10 +34,8 @@ fit never sees a test group; it is saved in CODES and reused on resume.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
-import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +45,8 @@ from pathlib import Path
 import numpy as np
 
 from .data import Item, read_manifest, split_of
-from .errors import LFError
+from ..artifacts import atomic_savez, atomic_write_bytes, atomic_write_json, digest
+from ..errors import LFError
 from .projectors import Projector, load_projector
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -56,34 +55,6 @@ VERSION = 1
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def atomic_write_bytes(path, data: bytes):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path, obj):
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
-
-
-def atomic_savez(path, **arrays):
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_split(split):
@@ -106,7 +77,7 @@ def select_items(items: list[Item], split=None, limit=None) -> list[tuple[int, I
 def load_crop(path, prealigned=False) -> np.ndarray:
     """(256, 256, 3) uint8 aligned face of the image at `path` (largest face).
     BadInputError / NoFaceError (LFError) when it cannot."""
-    from .io import load_image
+    from ..io import load_image
 
     img = load_image(path)
     if prealigned:
@@ -116,7 +87,7 @@ def load_crop(path, prealigned=False) -> np.ndarray:
             interp = cv2.INTER_AREA if min(img.shape[:2]) > 256 else cv2.INTER_CUBIC
             img = cv2.resize(img, (256, 256), interpolation=interp)
         return img
-    from .alignment import align
+    from ..alignment import align
 
     return align(img, max_faces=1)[0].crop
 
@@ -224,7 +195,7 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
         raise LFError(f"batch must be >= 1, got {batch}")
     split = check_split(split)
     items = read_manifest(manifest)
-    msha = file_sha256(manifest)
+    msha = digest(manifest)
     rows = select_items(items, split, limit)
 
     (out / "chunks").mkdir(parents=True, exist_ok=True)
@@ -316,7 +287,7 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
             codes = _as_stored(codes)
             views = {}
             if mirror:  # the same faces flipped left-right
-                from .alignment import mirror as flip
+                from ..alignment import mirror as flip
                 views["mirror"] = _as_stored(projector.project(flip(crops))) if len(crops) \
                     else codes
             bad = ~_finite_rows(codes)

@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LFError
+from ..errors import LFError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPLITS = (("train", 0.7), ("val", 0.1), ("test", 0.2))
 
 

@@ -3,7 +3,7 @@
     lf train-generator --out runs/gen --hours 2          # resumes from runs/gen/last.pt
 
 1. `build_cache`: align every real face of ../shared/data (FFHQ real, LFW, the real DFDC
-   crops of the groups in the 'train' split of lf_core.data.split_of) into a uint8 array
+   crops of the groups in the 'train' split of lf_core.lab.data.split_of) into a uint8 array
    (N, 256, 256, 3); faces that do not align are listed, not dropped silently. A fixed
    validation set comes from the 'val' split (identities / groups never trained on).
 2. `train`: encoder -> W+ -> generator as an auto-encoder. Loss per batch x:
@@ -22,7 +22,6 @@
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -31,13 +30,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from . import nets
+from .. import nets
+from ..artifacts import atomic_savez, atomic_write, atomic_write_safetensors
 from .data import data_dir, read_manifest, split_of
-from .inversion import to_tensor
-from .loaders import load_checkpoint
-from .losses import ms_ssim_loss, psnr, ssim
-
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "lf-compact-256.safetensors"
+from ..inversion import to_tensor
+from ..loaders import load_checkpoint
+from ..losses import ms_ssim_loss, psnr, ssim
+from ..model import DEFAULT_WEIGHTS
 
 
 def real_faces(split):
@@ -60,9 +59,9 @@ def build_cache(out, split, limit=None, log=print):
     Resumable: progress is kept in out/faces_{split}.partial/ chunk files."""
     from tqdm import tqdm
 
-    from .alignment import align
-    from .errors import LFError
-    from .io import load_image
+    from ..alignment import align
+    from ..errors import LFError
+    from ..io import load_image
 
     out = Path(out)
     final = out / f"faces_{split}.npy"
@@ -87,18 +86,15 @@ def build_cache(out, split, limit=None, log=print):
                 paths.append(str(path))
             except LFError as e:
                 missed.append(f"{path}\t{e}")
-        tmp = part / f"{c0:06d}.tmp.npz"
-        np.savez(tmp, crops=np.stack(crops) if crops else np.zeros((0, 256, 256, 3), np.uint8),
-                 paths=np.array(paths))
-        os.replace(tmp, f)
+        atomic_savez(f, crops=np.stack(crops) if crops else np.zeros((0, 256, 256, 3), np.uint8),
+                     paths=np.array(paths))
     crops, paths = [], []
     for f in sorted(part.glob("[0-9]*.npz")):
         z = np.load(f)
         crops.append(z["crops"])
         paths += list(z["paths"])
     arr = np.concatenate(crops)
-    np.save(out / f"faces_{split}.tmp.npy", arr)
-    os.replace(out / f"faces_{split}.tmp.npy", final)
+    atomic_write(final, lambda fh: np.save(fh, arr))
     (out / f"faces_{split}.paths.txt").write_text("\n".join(paths) + "\n")
     (out / f"faces_{split}.missed.txt").write_text("\n".join(missed) + "\n")
     log(f"{split}: {len(arr)} faces aligned, {len(items) - len(arr)} missed "
@@ -205,19 +201,14 @@ def _device(name):
 
 def export(G, E, path, meta):
     """Shipped weights: fp16 safetensors with G.* and E.* tensors and JSON metadata."""
-    from safetensors.torch import save_file
-
     t = {f"G.{k}": v.half().cpu().contiguous() for k, v in G.state_dict().items()}
     t.update({f"E.{k}": v.half().cpu().contiguous() for k, v in E.state_dict().items()})
     md = {"kind": "lf", "g_channels": json.dumps(nets.COMPACT_G_CHANNELS),
           "e_channels": json.dumps(nets.COMPACT_E_CHANNELS), "train": json.dumps(meta)}
-    path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    save_file(t, str(tmp), metadata=md)
-    os.replace(tmp, path)
+    atomic_write_safetensors(path, t, md)
 
 
-def _stop_on_signals(log):
+def stop_on_signals(log):
     """SIGTERM / SIGINT (kill, Ctrl-C, a background job's end) ask the loop to stop after
     the current step; it then saves as at the end of its budget."""
     import signal
@@ -312,12 +303,10 @@ def train(cfg: TrainConfig, log=print):
         meta = {"step": step, "seen": seen, "elapsed": elapsed, "batch": cfg.batch,
                 "n_train": n, "n_val": len(val), "config": asdict(cfg), "val": metrics or {},
                 "threads": torch.get_num_threads()}
-        tmp = out / "last.tmp.pt"
-        torch.save({"G": G.state_dict(), "E": E.state_dict(), "opt": opt.state_dict(),
-                    "step": step, "seen": seen, "elapsed": elapsed,
-                    "warm_from": warm_from, "warmup": warmup, "encoder_only": cfg.encoder_only},
-                   tmp)
-        os.replace(tmp, ckpt)
+        state = {"G": G.state_dict(), "E": E.state_dict(), "opt": opt.state_dict(),
+                 "step": step, "seen": seen, "elapsed": elapsed,
+                 "warm_from": warm_from, "warmup": warmup, "encoder_only": cfg.encoder_only}
+        atomic_write(ckpt, lambda f: torch.save(state, f))
         export(G, E, out / "lf-compact-256.safetensors", meta)
         return meta
 
@@ -331,14 +320,14 @@ def train(cfg: TrainConfig, log=print):
     def guard(m):
         nonlocal best
         if cfg.diverge_db and m["psnr"] < best - cfg.diverge_db:
-            from .errors import LFError
+            from ..errors import LFError
             raise LFError(f"training diverged at step {step}: validation PSNR {m['psnr']:.2f} dB, "
                           f"this run's best {best:.2f} dB. "
                           + (f"{ckpt} still holds step {saved}" if saved is not None
                              else f"Nothing was saved to {out}") + "; rerun with a lower --lr")
         best = max(best, m["psnr"])
 
-    stop = _stop_on_signals(log)
+    stop = stop_on_signals(log)
     while True:
         if cfg.steps and step >= cfg.steps:
             break

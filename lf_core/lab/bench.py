@@ -42,9 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LFError
+from ..errors import LFError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = ROOT / "benchmarks"
 CLASSIFIERS = ("rf", "lr", "mlp2", "mlp5", "mlp2-reg")  # -reg: lf train --regularise
 CNNS = ("meso4", "efficientnet_b0", "xception")
@@ -142,13 +142,13 @@ class _Store:
         return self.data[key]
 
     def save(self):
-        from .extract import atomic_write_json
+        from ..artifacts import atomic_write_json
 
         atomic_write_json(self.path, self.data)
         self.save_keep()
 
     def save_keep(self):
-        from .extract import atomic_write_json
+        from ..artifacts import atomic_write_json
 
         if self.keep is not None:
             self.keep.parent.mkdir(parents=True, exist_ok=True)
@@ -161,9 +161,9 @@ def _log(msg):
 
 def _fingerprint(names, n: int) -> str:
     """First n hex digits of the sha256 of the names, one per line."""
-    import hashlib
+    from ..artifacts import digest
 
-    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:n]
+    return digest("\n".join(names).encode(), n)
 
 
 def _faces_digest(paths) -> str:
@@ -212,7 +212,7 @@ def _projector(kind, cfg):
     if kind == "vqvae":  # trained beforehand; a missing file names `lf train-vqvae`
         return VQVAEProjector.from_file(cfg.vqvae_file)
     if _base(kind) == "stylegan":
-        from .model import load_model
+        from ..model import load_model
 
         return make_projector("stylegan", model=load_model(cfg.weights), steps=_steps(kind))
     if kind == "pca":
@@ -313,9 +313,11 @@ def section_table(cfg, store, work, codes):
 
 def section_recon(cfg, store, work, codes):
     """PSNR / SSIM (/ LPIPS) of each projector's reconstructions at 256 px."""
-    from . import inversion as inv
+    from .. import inversion as inv
     from .extract import load_codes
-    from .losses import image_scores, mean_ci95, perceptual
+    from ..inversion import image_scores
+    from ..losses import perceptual
+    from ..stats import mean_ci95
     from .projectors import load_projector
 
     if "crops" not in codes:
@@ -370,7 +372,7 @@ def section_recon(cfg, store, work, codes):
 def _recon_paired(rec, ours) -> list[str]:
     """Report lines: each StyleGAN row minus each other projector, face by face (the rows
     score the same faces in the same order; a k-face row pairs with the first k)."""
-    from .losses import mean_ci95
+    from ..stats import mean_ci95
 
     rows = []
     for a in [k for k in ours if "psnr_each" in rec.get(k, {})]:
@@ -393,7 +395,7 @@ def _resize(imgs, size):
         return imgs
     from torch.nn import functional as F
 
-    from . import inversion as inv
+    from .. import inversion as inv
 
     x = F.interpolate(inv.to_tensor(imgs), size=(size, size), mode="bicubic", align_corners=False)
     return inv.to_image(x)
@@ -406,7 +408,7 @@ def _rf_params(cfg, trees):
 def _kind_params(cfg, name, trees=None) -> tuple[str, dict | None]:
     """A bench classifier name -> (lf_core classifier kind, its parameters). 'mlp2-reg' and
     'mlp5-reg': the MLP with its REGULARISED recipe (lf train --regularise)."""
-    from .classifiers import CLASSIFIERS as KINDS
+    from ..classifiers import CLASSIFIERS as KINDS
 
     kind, _, variant = name.partition("-")
     known = kind in KINDS and (not variant or variant == "reg" and hasattr(KINDS[kind], "REGULARISED"))
@@ -419,7 +421,7 @@ def _kind_params(cfg, name, trees=None) -> tuple[str, dict | None]:
 
 
 def _fit_score(kind, tr, te, channels=None, seed=0, params=None):
-    from .classifiers import CLASSIFIERS
+    from ..classifiers import CLASSIFIERS
 
     clf = CLASSIFIERS[kind](channels=channels, seed=seed, **(params or {}))
     return _test_metrics(clf.fit(tr.codes, tr.labels, groups=tr.groups), te)
@@ -427,7 +429,8 @@ def _fit_score(kind, tr, te, channels=None, seed=0, params=None):
 
 def _test_metrics(det, te):
     """Row metrics of a fitted detector (latent classifier or CNN) on the rows `te`."""
-    from .evaluate import metrics, prior_threshold
+    from ..classifiers import prior_threshold
+    from .evaluate import metrics
 
     p = det.predict_proba(te.codes)[:, 1]
     return _row_metrics(metrics(te.labels, p, te.groups,
@@ -619,7 +622,7 @@ def section_compare(cfg, codes, table):
     cached: it reads the saved detectors of the table as it stands."""
     from sklearn.metrics import roc_auc_score
 
-    from .evaluate import bootstrap_auc, ci95
+    from ..stats import bootstrap_auc, percentile_ci95
 
     best_lat = _best_latent(table)
     best_cnn = _best(table, lambda k: k.startswith("cnn/"))
@@ -638,9 +641,9 @@ def section_compare(cfg, codes, table):
     d = s[:, 0] - s[:, 1]
     auc_a, auc_b = roc_auc_score(y, pa), roc_auc_score(y, pb)
     return {"latent": best_lat, "cnn": best_cnn, "n": len(paths), "groups": len(np.unique(g)),
-            "resamples": len(s), "auc_latent": auc_a, "auc_latent_ci": ci95(s[:, 0]),
-            "auc_cnn": auc_b, "auc_cnn_ci": ci95(s[:, 1]), "diff": auc_a - auc_b,
-            "diff_ci": ci95(d), "p_latent_not_better": float((d <= 0).mean())}
+            "resamples": len(s), "auc_latent": auc_a, "auc_latent_ci": percentile_ci95(s[:, 0]),
+            "auc_cnn": auc_b, "auc_cnn_ci": percentile_ci95(s[:, 1]), "diff": auc_a - auc_b,
+            "diff_ci": percentile_ci95(d), "p_latent_not_better": float((d <= 0).mean())}
 
 
 def section_seeds(cfg, store, codes, table):
@@ -727,7 +730,7 @@ def run_bench(cfg: BenchConfig) -> Path:
                                 "wall_s": round(time.perf_counter() - t0, 1),
                                 "resumed": resumed, "finished": done}) + "\n")
     store.save_keep()  # WORK/results.json edited by hand (a row deleted, say) is kept too
-    from .extract import atomic_write_json
+    from ..artifacts import atomic_write_json
 
     runs = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
     res = {"name": cfg.name, "manifest": str(cfg.manifest), "config": asdict(cfg),
@@ -776,7 +779,7 @@ def _figures(res, fig_dir: Path) -> dict:
     ch = res.get("channels") or {}
     if ch:
         fig, axes = plt.subplots(2, 1, figsize=(7, 5.6), sharex=True)
-        from .explainers import channel_labels
+        from ..explainers import channel_labels
 
         labels = channel_labels()
         n = len(next(iter(ch.values())))
@@ -859,8 +862,8 @@ def _wall(res) -> str:
 
 def _stale_generator(res) -> list[str]:
     """The StyleGAN code kinds of a run made with other weights than the shipped default."""
-    from .model import DEFAULT_WEIGHTS
-    from .projectors import file_digest
+    from ..model import DEFAULT_WEIGHTS
+    from ..artifacts import file_digest
 
     now = file_digest(DEFAULT_WEIGHTS)
     return [k for k, c in res["codes"].items()
@@ -882,7 +885,7 @@ def _section_md(res, out_dir: Path) -> list[str]:
         L += ["```bash", res["command"], "```", ""]
     stale = _stale_generator(res)
     if stale:
-        from .model import DEFAULT_WEIGHTS
+        from ..model import DEFAULT_WEIGHTS
 
         L += [f"**Stale for the shipped generator:** the StyleGAN rows ({', '.join(stale)}) "
               f"were computed with an earlier `weights/{DEFAULT_WEIGHTS.name}`; rerun the "
@@ -905,7 +908,7 @@ def _section_md(res, out_dir: Path) -> list[str]:
                  f"{_f(r['balanced_accuracy'])} | {_f(r['roc_auc'])} | {_f(r['eer'])} | "
                  f"{r['n_train']} | {r['train_s']:.1f} | {r['infer_s_per_face'] * 1000:.0f} |")
     cfg = res["config"]
-    from .classifiers import LogReg
+    from ..classifiers import LogReg
 
     note = (f"RF: {cfg['rf_trees']} trees (gini, max_features "
             f"{cfg.get('rf_max_features', 'sqrt')}). LR: C picked among "
@@ -913,7 +916,7 @@ def _section_md(res, out_dir: Path) -> list[str]:
             "training faces. MLPs: SGD, lr 5e-4, BCE, early stopping on "
             "held-out groups (3 epochs without progress).")
     if any(c.endswith("-reg") for c in cfg.get("classifiers", ())):
-        from .classifiers import MLP2
+        from ..classifiers import MLP2
 
         r = MLP2.REGULARISED
         note += (f" mlp2-reg (not in the paper): the same MLP-2 with dropout {r['dropout'][0]:g} "
@@ -959,7 +962,7 @@ def _section_md(res, out_dir: Path) -> list[str]:
               f"![per-row accuracy and AUC](figures/{figs['channels'].name})", "",
               "| row | " + " | ".join(f"{k.upper()} acc. | {k.upper()} AUC" for k in ch) + " |",
               "|---|" + "---|---|" * len(ch)]
-        from .explainers import channel_labels
+        from ..explainers import channel_labels
 
         for i, lab in enumerate(channel_labels()[:len(next(iter(ch.values())))]):
             L.append(f"| {lab} | " + " | ".join(f"{_f(ch[k][i]['accuracy'])} | "
@@ -1033,7 +1036,7 @@ def write_report(out_dir=BENCH_DIR) -> Path:
     out_dir = Path(out_dir)
     runs = [json.loads(p.read_text()) for p in sorted((out_dir / "results").glob("*.json"))]
     L = ["# Benchmark results", "",
-         "Written by `lf bench` (lf_core/bench.py) from benchmarks/results/*.json; rerun the "
+         "Written by `lf bench` (lf_core/lab/bench.py) from benchmarks/results/*.json; rerun the "
          "command under each heading to reproduce it. Numbers are from this project's own "
          "compact generator and data, not the paper's.", ""]
     for r in runs:

@@ -4,10 +4,10 @@
     p = det.predict_proba(crops)                 # (N, 2): [p_real, p_fake]
     det.save("meso4.safetensors", metrics={...}); det = load_baseline("meso4.safetensors")
 
-    # on the aligned crops of a manifest (lf_core.extract with the "crops" projector):
+    # on the aligned crops of a manifest (lf_core.lab.extract with the "crops" projector):
     extract(manifest, CropProjector(256), "runs/crops")
     det = train_baseline("runs/crops", "xception", "runs/det/xception.safetensors")
-    res = evaluate_baseline("runs/crops", det)   # the same figures as lf_core.evaluate
+    res = evaluate_baseline("runs/crops", det)   # the same figures as lf_core.lab.evaluate
 
 Architectures (plain torch modules; no timm):
 - `meso4`: MesoNet Meso-4 (Afchar et al., 2018): four conv + BN + max-pool blocks
@@ -32,7 +32,6 @@ A saved baseline is one .safetensors file: the state dict plus a JSON header (no
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import sys
 import time
@@ -43,11 +42,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .errors import LFError, WeightsError
+from ..artifacts import atomic_write, read_lf_file, write_lf_file
+from ..errors import LFError, WeightsError
 
 FORMAT = "latentforensics.cnn"
 VERSION = 1
-_META_KEY = "lf_cnn"
+META_KEY = "lf_cnn"
 
 
 # --------------------------------------------------------------------------- architectures
@@ -244,12 +244,12 @@ class CNNDetector:
         with a larger max_epochs trains on from where it ended."""
         from tqdm import tqdm
 
-        from .classifiers import _as_labels, _holdout_split, fit_early_stopping
+        from ..classifiers import as_labels, fit_early_stopping, holdout_split
 
         crops = _check_crops(crops)
-        y = _as_labels(y, len(crops))
+        y = as_labels(y, len(crops))
         rng = np.random.default_rng(self.seed)
-        train, val = _holdout_split(y, None if groups is None else np.asarray(groups),
+        train, val = holdout_split(y, None if groups is None else np.asarray(groups),
                                     self.val_fraction, rng)
         dev = torch.device(self.device)
         torch.manual_seed(self.seed)  # dropout
@@ -329,14 +329,12 @@ class CNNDetector:
         return np.stack([1 - p, p], axis=1)
 
     def predict(self, crops, prior_fake: float = 0.5) -> np.ndarray:
-        from .classifiers import decide
+        from ..classifiers import decide
 
         p = self.predict_proba(crops)[:, 1]
         return np.asarray(decide(p, prior_fake, self.train_fake_share_)).astype(np.int64).reshape(-1)
 
     def save(self, path, metrics: dict | None = None) -> Path:
-        from safetensors.torch import save_file
-
         if not self.is_fitted:
             raise LFError("fit the baseline before saving it")
         if metrics is not None:
@@ -345,17 +343,11 @@ class CNNDetector:
                 "train_fake_share": self.train_fake_share_, "train_info": self.train_info_,
                 "metrics": self.metrics}
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(state, str(tmp), metadata={_META_KEY: json.dumps(meta)})
-        os.replace(tmp, path)
-        return path
+        return write_lf_file(path, state, META_KEY, meta)
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> "CNNDetector":
-        from .io import read_lf_file
-
-        meta, state = read_lf_file(path, "CNN baseline", _META_KEY, FORMAT, VERSION,
+        meta, state = read_lf_file(path, "CNN baseline", META_KEY, FORMAT, VERSION,
                                    framework="pt")
         try:
             det = cls(**meta["params"], device=device)
@@ -405,11 +397,10 @@ class _Checkpoint:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        torch.save({"key": self.key, "net": net.state_dict(), "opt": opt.state_dict(),
-                    "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
-                    "fit": st, "seconds": seconds}, tmp)
-        os.replace(tmp, self.path)
+        state = {"key": self.key, "net": net.state_dict(), "opt": opt.state_dict(),
+                 "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
+                 "fit": st, "seconds": seconds}
+        atomic_write(self.path, lambda f: torch.save(state, f))
 
 
 def load_baseline(path, device: str = "cpu") -> CNNDetector:
@@ -432,7 +423,7 @@ def _crops(path, split):
 def train_baseline(crops_path, arch: str, out, split: str = "train", log=None,
                    progress: bool = False, **kw) -> CNNDetector:
     """Train a baseline on the `split` rows of a crops folder (extract + CropProjector);
-    saved at `out` with metrics like lf_core.evaluate.train_detector's. kw: CNNDetector's
+    saved at `out` with metrics like lf_core.lab.evaluate.train_detector's. kw: CNNDetector's
     parameters; progress: a bar per epoch. A killed fit resumes from OUT's .ckpt file
     beside it (kept: a later call with more epochs trains on)."""
     log = log or (lambda m: print(m, file=sys.stderr))
@@ -455,14 +446,15 @@ def train_baseline(crops_path, arch: str, out, split: str = "train", log=None,
 
 def evaluate_baseline(crops_path, detector, split: str = "test", prior_fake: float = 0.5,
                       bootstrap: int = 0, work=None, progress: bool = False) -> dict:
-    """lf_core.evaluate.metrics of a baseline on the `split` rows of a crops folder, or of
+    """lf_core.lab.evaluate.metrics of a baseline on the `split` rows of a crops folder, or of
     a manifest (its `split` faces are aligned into `work`, default a temporary folder). With
     bootstrap = B > 0, the AUC's 95% interval over B resamples of the source videos."""
     import tempfile
     from contextlib import nullcontext
 
     from .data import split_of
-    from .evaluate import add_auc_interval, metrics, prior_threshold, refuse_training_faces
+    from ..classifiers import prior_threshold
+    from .evaluate import add_auc_interval, metrics, refuse_training_faces
     from .extract import extract, is_codes_folder
     from .projectors import CropProjector
 

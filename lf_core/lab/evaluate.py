@@ -7,7 +7,7 @@
     res = evaluate_detector("runs/codes/sg0", "runs/det/lr.safetensors")      # test split
     res = evaluate_detector("dfdc_faces/manifest.csv", det)   # extracts the test split first
 
-Splits are by group (lf_core.data.split_of on the DFDC source video): a source video and
+Splits are by group (lf_core.lab.data.split_of on the DFDC source video): a source video and
 all its deepfakes fall on one side, so no source video is on both sides. Evaluating a
 detector on rows of the split it was trained on (same manifest) is refused.
 
@@ -32,7 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from .data import split_of
-from .errors import LFError
+from ..classifiers import prior_threshold
+from ..errors import LFError
+from ..stats import bootstrap_auc, percentile_ci95
 from .extract import check_split, is_codes_folder, load_codes
 
 METRIC_KEYS = ("n", "n_real", "n_fake", "threshold", "accuracy", "balanced_accuracy", "roc_auc",
@@ -104,25 +106,6 @@ def group_scores(labels, prob_fake, groups):
             np.array([p[keys[k]].mean() for k in names]), names)
 
 
-def bootstrap_auc(labels, probs, groups, resamples: int = 2000, seed: int = 0) -> np.ndarray:
-    """ROC AUC of each score vector in `probs` (K, N) on `resamples` resamples of whole
-    groups (source videos, drawn with replacement; all K vectors on the same resample, so
-    differences are paired): (B, K), B <= resamples (one-class resamples are skipped)."""
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(labels).astype(int)
-    P = np.atleast_2d(np.asarray(probs, np.float64))  # (K, N)
-    _, gi = np.unique(np.asarray(groups).astype(str), return_inverse=True)
-    members = [np.flatnonzero(gi == i) for i in range(gi.max() + 1)] if len(gi) else []
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(resamples if members else 0):
-        idx = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
-        if 0 < y[idx].sum() < len(idx):
-            out.append([roc_auc_score(y[idx], q[idx]) for q in P])
-    return np.array(out, np.float64).reshape(-1, len(P))
-
-
 def add_auc_interval(res: dict, labels, p, groups, resamples: int) -> dict:
     """With resamples = B > 0: res["roc_auc_ci95"], the AUC's 95% interval over B resamples
     of the source videos (bootstrap_auc), and res["bootstrap"]. Unlabelled rows are left out."""
@@ -130,14 +113,9 @@ def add_auc_interval(res: dict, labels, p, groups, resamples: int) -> dict:
         known = np.asarray(labels) >= 0
         b = bootstrap_auc(np.asarray(labels)[known], np.asarray(p)[known],
                           np.asarray(groups)[known], resamples)
-        res["roc_auc_ci95"] = ci95(b[:, 0])
+        res["roc_auc_ci95"] = percentile_ci95(b[:, 0])
         res["bootstrap"] = {"resamples": len(b), "unit": "group (source video)"}
     return res
-
-
-def ci95(v) -> list[float] | None:
-    """2.5 and 97.5 percentiles of bootstrap values; None without any."""
-    return [float(x) for x in np.percentile(v, [2.5, 97.5])] if len(v) else None
 
 
 def metrics(labels, prob_fake, groups=None, paths=None, threshold: float = 0.5,
@@ -171,16 +149,6 @@ def metrics(labels, prob_fake, groups=None, paths=None, threshold: float = 0.5,
             {"path": ps[i], "label": int(y[i]), "group": gs[i], "prob_fake": round(float(p[i]), 6),
              "pred": int(p[i] >= threshold)} for i in range(len(y))]
     return out
-
-
-def prior_threshold(prior_fake=0.5, train_fake_share=0.5) -> float:
-    """The prob_fake threshold equivalent to classify.decide(p, prior_fake, share)."""
-    from .classifiers import _check_open_unit
-
-    pi = _check_open_unit("prior_fake", prior_fake)
-    s = _check_open_unit("train_fake_share", train_fake_share)
-    odds = s * (1 - pi) / ((1 - s) * pi)
-    return float(odds / (1 + odds))
 
 
 # --------------------------------------------------------------------------- train / evaluate
@@ -221,7 +189,7 @@ def train_detector(codes_path, kind: str, out, split: str = "train", channels=No
     (codes folder, manifest, sha256), split, n_train, n_real, n_fake, n_groups, and, when
     training on 'train', the figures on the 'val' split. half: an MLP's weights as float16
     (`LatentClassifier.save`). Returns the classifier."""
-    from .classifiers import CLASSIFIERS
+    from ..classifiers import CLASSIFIERS
 
     log = log or (lambda m: print(m, file=sys.stderr))
     if kind not in CLASSIFIERS:
@@ -275,7 +243,7 @@ def predict_views(det, codes, mirror=None) -> np.ndarray:
     --mirror; mirror=None reads it from the detector's metrics), the mean of the face's and
     its mirror's logits, so that a face and its mirror image get the same score; else the
     face's alone."""
-    from .classifiers import mean_logit, two_views
+    from ..classifiers import mean_logit, two_views
 
     if not (two_views(det) if mirror is None else mirror):
         return det.predict_proba(codes.codes)[:, 1]
@@ -329,7 +297,7 @@ def _projector_for(det_metrics: dict, model=None):
     kind = proj.get("kind", "stylegan")
     if kind == "stylegan":
         if model is None:
-            from .model import load_model
+            from ..model import load_model
 
             wp = proj.get("weights_path")
             model = load_model(wp if wp and Path(wp).exists() else None)
@@ -359,7 +327,7 @@ def evaluate_detector(manifest_or_codes, detector, split: str = "test", prior_fa
     align, not scored; listed in `failed`), `predictions` (path, label, group,
     prob_fake, pred) and, with bootstrap = B > 0, roc_auc_ci95: the 95% interval of the
     AUC over B resamples of the source videos (bootstrap_auc)."""
-    from .classifiers import LatentClassifier, load_classifier
+    from ..classifiers import LatentClassifier, load_classifier
     from .extract import extract
 
     log = log or (lambda m: print(m, file=sys.stderr))
@@ -431,7 +399,7 @@ def write_predictions(res: dict, path):
     import csv
     import io
 
-    from .extract import atomic_write_bytes
+    from ..artifacts import atomic_write_bytes
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -445,6 +413,6 @@ def to_json(res: dict) -> str:
     return json.dumps(res, indent=1)
 
 
-__all__ = ["METRIC_KEYS", "add_auc_interval", "bootstrap_auc", "ci95", "eer", "evaluate_detector",
+__all__ = ["METRIC_KEYS", "add_auc_interval", "eer", "evaluate_detector",
            "group_scores", "metrics", "parse_channels", "predict_views",
-           "prior_threshold", "report", "train_detector", "write_predictions"]
+           "report", "train_detector", "write_predictions"]

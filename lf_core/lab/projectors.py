@@ -18,27 +18,24 @@ made the codes: it travels with the codes and into a detector's metrics), `proje
 `save`/`load`: one `.safetensors` file, arrays as tensors plus a JSON header under
 "lf_projector"; nothing in it is executed on load (no pickle). A VQ-VAE-2 takes minutes
 to hours to train, so it is never fitted during extraction: `lf train-vqvae`
-(lf_core.vqvae) trains it and writes its file, which extraction loads (`lf extract
+(lf_core.lab.vqvae) trains it and writes its file, which extraction loads (`lf extract
 --projector vqvae --projector-file FILE`).
 
 Adding a projector: subclass `Projector`, set `kind`, implement `project` (and `fit`,
 `_arrays`, `_from_saved` when it learns something), and register the class in PROJECTORS.
 `make_projector`, `load_projector`, `lf extract --projector` and the code folders of
-lf_core.extract then take it as is.
+lf_core.lab.extract then take it as is.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import stat
 from pathlib import Path
 from typing import ClassVar, Iterable
 
 import numpy as np
 
-from .errors import LFError, WeightsError
+from ..artifacts import digest, read_lf_file, write_lf_file
+from ..errors import LFError, WeightsError
 
 FORMAT = "latentforensics.projector"
 VERSION = 1
@@ -110,8 +107,6 @@ class Projector:
         raise NotImplementedError
 
     def save(self, path) -> Path:
-        from safetensors.numpy import save_file
-
         if not self.is_fitted:
             raise ProjectorError(f"{self.kind} projector is not fitted: call fit() before save()")
         path = Path(path)
@@ -119,10 +114,7 @@ class Projector:
         if not arrays:  # safetensors needs no tensor, but keep one so every file has a body
             arrays = {"_empty": np.zeros(0, np.float32)}
         header = {"format": FORMAT, "version": VERSION, **self.meta()}
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(arrays, str(tmp), metadata={_META_KEY: json.dumps(header)})
-        os.replace(tmp, path)
-        return path
+        return write_lf_file(path, arrays, _META_KEY, header)
 
     @classmethod
     def load(cls, path, **kw) -> "Projector":
@@ -136,28 +128,6 @@ class Projector:
 
 
 # --------------------------------------------------------------------------- StyleGAN
-
-
-_DIGESTS: dict = {}
-
-
-def file_digest(path, n=16) -> str | None:
-    """First n hex digits of the file's sha256 (None when it does not exist). Cached by
-    (path, mtime, size): a rewritten file is read anew."""
-    try:
-        st = Path(path).stat()
-    except (OSError, TypeError):
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    key = (str(path), st.st_mtime_ns, st.st_size)
-    if key not in _DIGESTS:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _DIGESTS[key] = h.hexdigest()
-    return _DIGESTS[key][:n]
 
 
 class StyleGANProjector(Projector):
@@ -176,7 +146,7 @@ class StyleGANProjector(Projector):
         if int(steps) < 0:
             raise ProjectorError(f"steps must be >= 0, got {steps}")
         if model is None:
-            from .model import load_model
+            from ..model import load_model
 
             model = load_model()
         self.model = model
@@ -184,33 +154,28 @@ class StyleGANProjector(Projector):
         self.batch = max(1, int(batch))
         # passes=0 is the default: left out, so the identity of such codes stays as it was
         self.invert_kw = {k: v for k, v in invert_kw.items() if (k, v) != ("passes", 0)}
-        self._digest = None
 
     @property
     def name(self):
-        how = "encoder only" if self.steps == 0 else f"{self.steps} inversion steps"
-        k = self.invert_kw.get("passes", 0)
-        how += f", {k} refinement passes" if k else ""
-        return f"stylegan ({how}, {Path(self.model.path).name})"
+        from ..inversion import code_name
+
+        return code_name(self.model, self.steps, self.invert_kw)
 
     @property
     def code_shape(self):
         return (self.model.n_latent, int(self.model.w_avg.shape[1]))
 
     def meta(self):
-        if self._digest is None:
-            self._digest = file_digest(self.model.path) or "unknown"
-        return {**super().meta(), "steps": self.steps, "weights": Path(self.model.path).name,
-                "weights_path": str(self.model.path), "weights_sha256": self._digest,
-                "model_kind": self.model.kind, "encoder": self.model.E is not None,
-                "invert_kw": {k: v for k, v in sorted(self.invert_kw.items())}}
+        from ..inversion import code_meta
+
+        return code_meta(self.model, self.steps, self.invert_kw)
 
     def identity(self):
         m = self.meta()
         return {k: m[k] for k in ("kind", "steps", "weights_sha256", "code_shape", "invert_kw")}
 
     def project(self, crops):
-        from . import inversion as inv
+        from .. import inversion as inv
 
         crops = check_crops(crops)
         if len(crops) == 0:
@@ -229,7 +194,7 @@ class StyleGANProjector(Projector):
         """Reload with the same weights file (or `model`, when given); warns nothing, but a
         different sha256 shows in meta()['weights_sha256'] and fails code comparisons."""
         if model is None:
-            from .model import load_model
+            from ..model import load_model
 
             model = load_model(meta.get("weights_path"))
         return cls(model, steps=meta.get("steps", 0), **(meta.get("invert_kw") or {}))
@@ -251,6 +216,15 @@ def downsample(crops, size: int) -> np.ndarray:
     return small.reshape(len(crops), -1).astype(np.float32) / 255.0
 
 
+def to_input(crops, size: int):
+    """(N, 256, 256, 3) uint8 -> (N, 3, size, size) float32 in [-1, 1] (area downsampling):
+    the input of the vqvae projector's network."""
+    import torch
+
+    x = torch.from_numpy(downsample(crops, size)).view(len(crops), size, size, 3)
+    return x.permute(0, 3, 1, 2).mul(2).sub(1).contiguous()
+
+
 class PCAProjector(Projector):
     """Linear baseline: principal components of real faces' pixels.
 
@@ -261,7 +235,7 @@ class PCAProjector(Projector):
     not whitened (raw coordinates; the classifiers standardise).
 
     Fitted with sklearn's IncrementalPCA on *real* faces only (the `fit` caller's duty:
-    lf_core.extract fits it on the real faces of the manifest's train split), in
+    lf_core.lab.extract fits it on the real faces of the manifest's train split), in
     mini-batches of `batch_size` (>= n_components), so memory stays bounded. Saved as
     safetensors: components (k, D), mean (D,), explained_variance (k,).
     """
@@ -304,8 +278,7 @@ class PCAProjector(Projector):
         m = {**super().meta(), "n_components": self.n_components, "size": self.size,
              "n_samples_seen": int(self.n_samples_seen_)}
         if self.is_fitted:
-            h = hashlib.sha256(self.components_.tobytes()[:1 << 20] + self.mean_.tobytes())
-            m["fit_sha256"] = h.hexdigest()[:16]
+            m["fit_sha256"] = digest(self.components_.tobytes()[:1 << 20] + self.mean_.tobytes(), 16)
             m["explained_variance_ratio_sum"] = round(float(self.explained_variance_ratio_.sum()), 6)
         return m
 
@@ -409,7 +382,7 @@ VQVAE_FILE = Path("runs/vqvae/vqvae.safetensors")  # where `lf train-vqvae` writ
 
 class VQVAEProjector(Projector):
     """Discrete baseline: the codebook indices of a compact two-level VQ-VAE-2
-    (lf_core.vqvae) trained on real faces at 128 px: top (16, 16) and bottom (32, 32) index
+    (lf_core.lab.vqvae) trained on real faces at 128 px: top (16, 16) and bottom (32, 32) index
     grids, flattened and concatenated (top first) into (1280,) float32 codes, each an
     integer in [0, n_embed).
 
@@ -461,10 +434,8 @@ class VQVAEProjector(Projector):
 
     def meta(self):
         if self._digest is None:
-            h = hashlib.sha256()
-            for k, v in sorted(self._arrays().items()):
-                h.update(k.encode() + v.tobytes())
-            self._digest = h.hexdigest()[:16]
+            self._digest = digest((k.encode() + v.tobytes()
+                                   for k, v in sorted(self._arrays().items())), 16)
         return {**super().meta(), "config": self.config, "weights_sha256": self._digest,
                 "train": self.info}
 
@@ -477,8 +448,6 @@ class VQVAEProjector(Projector):
 
     def project(self, crops):
         import torch
-
-        from .vqvae import to_input
 
         crops = check_crops(crops)
         out = []
@@ -538,7 +507,7 @@ class VQVAEProjector(Projector):
 
 class CropProjector(Projector):
     """The aligned crops themselves, resized to `size` (N, size, size, 3) uint8: input for
-    the CNN baselines (lf_core.baselines), so they reuse extract's alignment, failure list,
+    the CNN baselines (lf_core.lab.baselines), so they reuse extract's alignment, failure list,
     resume and group splits. Not a latent code: `lf train` refuses these folders."""
 
     kind = "crops"
@@ -587,7 +556,7 @@ PLANNED: dict[str, str] = {}
 
 def make_projector(kind: str, **kw) -> Projector:
     """A new projector of `kind` with its parameters (stylegan: model, steps; pca:
-    n_components, size; vqvae: net, a trained lf_core.vqvae.VQVAE (or use
+    n_components, size; vqvae: net, a trained lf_core.lab.vqvae.VQVAE (or use
     VQVAEProjector.from_file); crops: size). ProjectorError for a planned or unknown kind."""
     if kind in PLANNED:
         raise ProjectorError(PLANNED[kind])
@@ -598,8 +567,6 @@ def make_projector(kind: str, **kw) -> Projector:
 
 def read_header(path) -> tuple[dict, dict]:
     """(header, arrays) of a saved projector; WeightsError for anything else."""
-    from .io import read_lf_file
-
     meta, arrays = read_lf_file(path, "projector", _META_KEY, FORMAT, VERSION)
     arrays.pop("_empty", None)
     return meta, arrays
