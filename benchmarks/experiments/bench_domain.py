@@ -1,6 +1,6 @@
 """How often and how strongly the inversion's domain term runs: quality and time.
 
-    python benchmarks/bench_domain.py [--faces 6] [--steps 100] [--every 1 4] [--a-dom 0.5]
+    python benchmarks/experiments/bench_domain.py [--faces 6] [--steps 100] [--every 1 4] [--a-dom 0.5]
                                       [--weights FILE] [--threads 1]
 
 The domain term a_dom |w - E(G(w))|^2 costs an encoder forward + backward, a third of a
@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lf_core import inversion as inv  # noqa: E402
-from lf_core.losses import mean_ci95  # noqa: E402
+from lf_core.stats import mean_ci95  # noqa: E402
 from lf_core.model import load_model  # noqa: E402
-from lf_core.train_gen import build_cache  # noqa: E402
+from lf_core.lab.train_gen import build_cache  # noqa: E402
 
 
 def main():

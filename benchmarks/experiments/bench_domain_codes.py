@@ -1,6 +1,6 @@
 """Does the inversion's domain weight change what the detectors see? Test AUC on k-step codes.
 
-    python benchmarks/bench_domain_codes.py ../shared/data/ffhq_stylegan/manifest.csv \
+    python benchmarks/experiments/bench_domain_codes.py ../shared/data/ffhq_stylegan/manifest.csv \
         --prealigned --steps 10 --a-dom 0.1 --against runs/bench/ffhq_stylegan/codes-stylegan-10
 
 Extracts the manifest's codes after `--steps` inversion steps with the domain term weighted
@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from lf_core.classifiers import CLASSIFIERS  # noqa: E402
-from lf_core.extract import extract, load_codes  # noqa: E402
-from lf_core.projectors import StyleGANProjector  # noqa: E402
+from lf_core.lab.extract import extract, load_codes  # noqa: E402
+from lf_core.lab.projectors import StyleGANProjector  # noqa: E402
 
 
 def test_aucs(c, kind) -> list[float]:

@@ -1,6 +1,6 @@
 """Does the latent code add to a pixel CNN? Late fusion of a latent detector and a CNN.
 
-    python benchmarks/bench_fusion.py runs/bench/dfdc_full
+    python benchmarks/experiments/bench_fusion.py runs/bench/dfdc_full
 
 Reads an `lf bench` work folder (its codes-stylegan, codes-crops and detectors/), scores
 the val and test faces with the CNN (default Xception) and each latent classifier, and
@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lf_core.baselines import load_baseline  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from lf_core.lab.baselines import load_baseline  # noqa: E402
 from lf_core.classifiers import load_classifier  # noqa: E402
-from lf_core.extract import load_codes  # noqa: E402
+from lf_core.lab.extract import load_codes  # noqa: E402
 
 
 def _rank(p):

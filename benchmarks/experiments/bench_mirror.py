@@ -1,8 +1,8 @@
 """Does a latent detector give the same verdict for a face and its mirror image?
 
-    python benchmarks/bench_mirror.py runs/bench/dfdc_full            # the default detector
-    python benchmarks/bench_mirror.py runs/bench/dfdc_full --augment  # + a mirror-trained one
-    python benchmarks/bench_mirror.py runs/bench/dfdc_full --photos 200 --also OLD.safetensors
+    python benchmarks/experiments/bench_mirror.py runs/bench/dfdc_full            # the default detector
+    python benchmarks/experiments/bench_mirror.py runs/bench/dfdc_full --augment  # + a mirror-trained one
+    python benchmarks/experiments/bench_mirror.py runs/bench/dfdc_full --photos 200 --also OLD.safetensors
 
 Reads an `lf bench` work folder (its codes-stylegan, encoder-only, and codes-crops, the
 aligned faces those codes were made from), encodes every face mirrored left-right (about
@@ -29,14 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lf_core.bench import machine_line  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from lf_core.lab.bench import machine_line  # noqa: E402
 from lf_core.classifiers import MLP2, load_classifier, mean_logit, two_views  # noqa: E402
 from lf_core.detect import mirror_code  # noqa: E402
-from lf_core.evaluate import bootstrap_auc, ci95  # noqa: E402
-from lf_core.extract import load_codes  # noqa: E402
+from lf_core.stats import bootstrap_auc, percentile_ci95  # noqa: E402
+from lf_core.lab.extract import load_codes  # noqa: E402
 from lf_core.model import load_model  # noqa: E402
-from lf_core.projectors import file_digest  # noqa: E402
+from lf_core.artifacts import file_digest  # noqa: E402
 
 
 def mirror_codes(work: Path, crops, batch=32) -> np.ndarray:
@@ -134,7 +134,7 @@ def main(argv=None):
     s = bootstrap_auc(y[te], [pa, qa, tta], sg.groups[te], a.bootstrap)
     for i, name in ((1, "augmented, faces only"), (2, "augmented, mean of both")):
         d = s[:, i] - s[:, 0]
-        lo, hi = ci95(d)
+        lo, hi = percentile_ci95(d)
         print(f"{name} vs {Path(a.detector).name} on the faces: {d.mean():+.3f} "
               f"[{lo:+.3f}, {hi:+.3f}] (95%, {len(s)} resamples of test videos)")
 

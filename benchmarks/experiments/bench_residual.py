@@ -1,6 +1,6 @@
 """Does the reconstruction residual x - G(w) hold signal that the code w does not?
 
-    python benchmarks/bench_residual.py runs/bench/dfdc_full
+    python benchmarks/experiments/bench_residual.py runs/bench/dfdc_full
 
 Reads an `lf bench` work folder (its codes-stylegan, encoder-only, and codes-crops, the
 aligned faces those codes were made from), reconstructs every face from its code (about 8
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lf_core.bench import machine_line  # noqa: E402
-from lf_core.extract import load_codes  # noqa: E402
-from lf_core.projectors import file_digest  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from lf_core.lab.bench import machine_line  # noqa: E402
+from lf_core.lab.extract import load_codes  # noqa: E402
+from lf_core.artifacts import file_digest  # noqa: E402
 
 
 def residuals(work: Path, codes, crops, batch=32) -> np.ndarray:

@@ -1,7 +1,7 @@
 """A pixel-statistics reference: the azimuthal power spectrum of each face, classified by LR.
 
-    python benchmarks/bench_spectrum.py ../shared/data/ffhq_stylegan/manifest.csv
-    python benchmarks/bench_spectrum.py ../shared/data/dfdc_faces/manifest.csv
+    python benchmarks/experiments/bench_spectrum.py ../shared/data/ffhq_stylegan/manifest.csv
+    python benchmarks/experiments/bench_spectrum.py ../shared/data/dfdc_faces/manifest.csv
 
 GAN up-sampling leaves peaks in the high frequencies of its images (Durall et al., "Watch
 your up-convolution", CVPR 2020), and a linear model on the 1-D azimuthal average of the
@@ -25,9 +25,9 @@ import numpy as np
 from PIL import Image
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from lf_core.classifiers import LogReg, decide  # noqa: E402
-from lf_core.data import read_manifest, split_of  # noqa: E402
+from lf_core.lab.data import read_manifest, split_of  # noqa: E402
 
 
 @lru_cache

@@ -1,8 +1,8 @@
 """Which light classifier of the W+ codes does best on the validation split?
 
-    python benchmarks/explore_mlp.py runs/codes/dfdc-mirror                        # MLP-2 recipes, two views
-    python benchmarks/explore_mlp.py runs/bench/dfdc_full/codes-stylegan --others  # + SVM, boosted trees
-    python benchmarks/explore_mlp.py runs/bench/dfdc_full/codes-stylegan --variations  # around --regularise
+    python benchmarks/experiments/explore_mlp.py runs/codes/dfdc-mirror                        # MLP-2 recipes, two views
+    python benchmarks/experiments/explore_mlp.py runs/bench/dfdc_full/codes-stylegan --others  # + SVM, boosted trees
+    python benchmarks/experiments/explore_mlp.py runs/bench/dfdc_full/codes-stylegan --variations  # around --regularise
 
 Fits on the `train` split of a codes folder (lf extract; with --mirror, on both views of
 each face) and prints the ROC AUC on the `val` split, the split the default detector was
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lf_core.bench import machine_line  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from lf_core.lab.bench import machine_line  # noqa: E402
 from lf_core.classifiers import MLP2, mean_logit  # noqa: E402
-from lf_core.extract import load_codes  # noqa: E402
+from lf_core.lab.extract import load_codes  # noqa: E402
 
 RECIPES = {
     "paper": {},

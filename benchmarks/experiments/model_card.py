@@ -1,6 +1,6 @@
 """Numbers and pictures for weights/README.md (the embedded model's card).
 
-    python benchmarks/model_card.py --cache runs/gen [--weights W] [--inv-faces 96] [--steps 100]
+    python benchmarks/experiments/model_card.py --cache runs/gen [--weights W] [--inv-faces 96] [--steps 100]
 
 On the fixed validation faces (runs/gen/faces_val.npy, built by `lf train-generator`:
 identities / groups the generator never trained on) it measures, at 256 px:
@@ -25,14 +25,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from lf_core import inversion as inv  # noqa: E402
 from lf_core.explainers import GROUPS, mix  # noqa: E402
-from lf_core.losses import image_scores as scores, mean_ci95 as ci95  # noqa: E402
 from lf_core.model import load_model  # noqa: E402
-from lf_core.projectors import PCAProjector  # noqa: E402
+from lf_core.stats import mean_ci95  # noqa: E402
+from lf_core.lab.projectors import PCAProjector  # noqa: E402
 
 
 def main():
@@ -55,24 +55,24 @@ def main():
     t = time.perf_counter()
     enc = np.concatenate([inv.reconstruct(model, inv.encode(model, val[i:i + 16]))
                           for i in range(0, len(val), 16)])
-    p_enc, s_enc = scores(val, enc)
+    p_enc, s_enc = inv.image_scores(val, enc)
     print(f"encoder-only: {time.perf_counter() - t:.1f} s")
 
     t = time.perf_counter()
     ref = np.concatenate([inv.reconstruct(model, inv.encode(model, val[i:i + 16], a.passes))
                           for i in range(0, len(val), 16)])
-    p_ref, s_ref = scores(val, ref)
+    p_ref, s_ref = inv.image_scores(val, ref)
     print(f"encoder + {a.passes} passes: {time.perf_counter() - t:.1f} s")
 
     k = min(a.inv_faces, len(val))
     t = time.perf_counter()
     runs = [inv.run(model, val[i], steps=a.steps) for i in range(k)]
     inv_img = np.stack([r.image for r in runs])
-    p_inv, s_inv = scores(val[:k], inv_img)
+    p_inv, s_inv = inv.image_scores(val[:k], inv_img)
     print(f"{a.steps}-step inversion of {k} faces: {time.perf_counter() - t:.1f} s "
           f"(perceptual term: {runs[0].perceptual})")
     t = time.perf_counter()
-    p_ri, s_ri = scores(val[:k], np.stack([inv.run(model, val[i], steps=a.steps,
+    p_ri, s_ri = inv.image_scores(val[:k], np.stack([inv.run(model, val[i], steps=a.steps,
                                                    passes=a.passes).image for i in range(k)]))
     print(f"the same from {a.passes} passes: {time.perf_counter() - t:.1f} s")
 
@@ -81,7 +81,7 @@ def main():
     t = time.perf_counter()
     pca = PCAProjector(512, size=64).fit(np.asarray(train[idx]))
     rec = pca.reconstruct(pca.project(val), full_size=True)
-    p_pca, s_pca = scores(val, rec)
+    p_pca, s_pca = inv.image_scores(val, rec)
     print(f"PCA-512 fit on {len(idx)} faces + projection: {time.perf_counter() - t:.1f} s")
 
     rows = [("StyleGAN encoder-only", p_enc, s_enc, len(val)),
@@ -94,7 +94,7 @@ def main():
             (f"StyleGAN encoder + {a.passes} passes, same {k} faces", p_ref[:k], s_ref[:k], k)]
     print("\n| projector | faces | PSNR dB (95% CI) | SSIM (95% CI) |\n|---|---|---|---|")
     for name, p, s, n in rows:
-        (pm, pc), (sm, sc) = ci95(p), ci95(s)
+        (pm, pc), (sm, sc) = mean_ci95(p), mean_ci95(s)
         print(f"| {name} | {n} | {pm:.2f} ± {pc:.2f} | {sm:.3f} ± {sc:.3f} |")
 
     # side by side: each face against its own PCA-512 reconstruction (paired differences)
@@ -103,7 +103,7 @@ def main():
     print("\n| StyleGAN minus PCA-512, same faces | faces | PSNR dB (95% CI) | SSIM (95% CI) |"
           "\n|---|---|---|---|")
     for name, p, s in paired:
-        (pm, pc), (sm, sc) = ci95(p - p_pca[:len(p)]), ci95(s - s_pca[:len(s)])
+        (pm, pc), (sm, sc) = mean_ci95(p - p_pca[:len(p)]), mean_ci95(s - s_pca[:len(s)])
         print(f"| {name} | {len(p)} | {pm:+.2f} ± {pc:.2f} | {sm:+.3f} ± {sc:.3f} |")
 
     out = ROOT / "weights"

@@ -1,7 +1,7 @@
 """Face-found rate and speed of lf_core.alignment on the shared data sets.
 
-    python benchmarks/bench_align.py --limit 300        # a random 300 per set
-    python benchmarks/bench_align.py                    # everything (~12k DFDC crops)
+    python benchmarks/speed/bench_align.py --limit 300        # a random 300 per set
+    python benchmarks/speed/bench_align.py                    # everything (~12k DFDC crops)
 
 Prints, per set: images, faces found, rate, median and p90 wall ms per image, and median
 CPU ms (all threads; the cost on one core, less sensitive to a busy machine). Align only,
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from lf_core.alignment import align  # noqa: E402

@@ -1,9 +1,9 @@
 """Benchmark the four latent classifiers on synthetic W+ codes.
 
-    python benchmarks/bench_classify.py            # N=12,000 x 14 x 512
-    python benchmarks/bench_classify.py --n 3000 --rf-trees 150
+    python benchmarks/speed/bench_classify.py            # N=12,000 x 14 x 512
+    python benchmarks/speed/bench_classify.py --n 3000 --rf-trees 150
     # real codes (train split -> fit, val split -> accuracy and AUC), forest knobs:
-    python benchmarks/bench_classify.py --only rf \
+    python benchmarks/speed/bench_classify.py --only rf \
         --codes runs/bench/dfdc_full/codes-stylegan --rf-max-features 28
 
 Synthetic data: every code is N(0, 1); fakes are shifted by --shift in every dimension
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lf_core.bench import machine_line  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from lf_core.lab.bench import machine_line  # noqa: E402
 from lf_core.classifiers import CLASSIFIERS, load_classifier  # noqa: E402
 from lf_core.cli import _max_features  # noqa: E402  (lf train's parser of the same option)
 
@@ -67,7 +67,7 @@ def main() -> None:
     import sklearn.ensemble, sklearn.linear_model  # noqa: F401,E401  one-time imports, kept out of the timings
 
     if args.codes:
-        from lf_core.extract import load_codes
+        from lf_core.lab.extract import load_codes
 
         c = load_codes(args.codes)
         tr, va = c.where("train", labelled=True), c.where("val", labelled=True)

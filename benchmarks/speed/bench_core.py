@@ -1,6 +1,6 @@
 """Per-stage time of the core pipeline on this CPU, median over several runs.
 
-    python benchmarks/bench_core.py [--runs 7] [--threads 2] [--image PATH]
+    python benchmarks/speed/bench_core.py [--runs 7] [--threads 2] [--image PATH]
 
 Stages: decode (JPEG -> RGB), align (mediapipe + FFHQ warp), encode (encoder, 1 face),
 refine pass (one encoder refinement pass, w += E(x) - E(G(w)): `--passes`), generate (G
@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lf_core import inversion as inv  # noqa: E402
 from lf_core.alignment import align  # noqa: E402
-from lf_core.bench import machine_line  # noqa: E402
+from lf_core.lab.bench import machine_line  # noqa: E402
 from lf_core.classifiers import LogReg  # noqa: E402
-from lf_core.data import data_dir  # noqa: E402
+from lf_core.lab.data import data_dir  # noqa: E402
 from lf_core.io import load_image  # noqa: E402
 from lf_core.losses import perceptual  # noqa: E402
 from lf_core.model import load_model  # noqa: E402

@@ -1,7 +1,7 @@
 """Latency of the Gradio demo as a user feels it, through gradio_client.
 
-    python benchmarks/bench_demo.py                       # 3 runs, encoder + 20 steps
-    python benchmarks/bench_demo.py --runs 5 --steps 20 --detector weights/detector-default.safetensors
+    python benchmarks/speed/bench_demo.py                       # 3 runs, encoder + 20 steps
+    python benchmarks/speed/bench_demo.py --runs 5 --steps 20 --detector weights/detector-default.safetensors
 
 Starts `python app.py` in its own process on a free port (on LF_WEIGHTS or the embedded
 model; the client in this process plays the browser), then per run: submit an image (upload included) to /detect and time
@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 TARGET_VERDICT_S = 6.0
@@ -44,7 +44,7 @@ def free_port():
 
 
 def quick_detector(data: Path) -> Path:
-    from lf_core.data import read_manifest, split_of
+    from lf_core.lab.data import read_manifest, split_of
     from lf_core.model import load_model
     from lf_core.quicktrain import quick_train
 
@@ -97,7 +97,7 @@ def main():
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     from gradio_client import Client
 
-    from lf_core.bench import machine, machine_line
+    from lf_core.lab.bench import machine, machine_line
     from lf_core.detect import DEFAULT_DETECTOR
 
     det = args.detector or (DEFAULT_DETECTOR if DEFAULT_DETECTOR.exists() else None)

@@ -1,7 +1,7 @@
 """End-to-end extraction throughput (decode + align + project), as `lf extract` runs it.
 
-    python benchmarks/bench_extract.py --faces 320                 # encoder-only W+ codes
-    python benchmarks/bench_extract.py --faces 320 --projector pca
+    python benchmarks/speed/bench_extract.py --faces 320                 # encoder-only W+ codes
+    python benchmarks/speed/bench_extract.py --faces 320 --projector pca
 
 Extracts the first N rows of the DFDC test split (a temporary codes folder) and prints
 faces per second. Target (issue 4): encoder-only >= 20 faces/s on the 2-core CPU.
@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 
@@ -27,10 +27,10 @@ def main():
                     default=Path(os.environ.get("LF_DATA", ROOT.parent / "shared" / "data")))
     a = ap.parse_args()
 
-    from lf_core.bench import machine_line
-    from lf_core.data import read_manifest, split_of
-    from lf_core.extract import extract, load_codes
-    from lf_core.projectors import PCAProjector, StyleGANProjector
+    from lf_core.lab.bench import machine_line
+    from lf_core.lab.data import read_manifest, split_of
+    from lf_core.lab.extract import extract, load_codes
+    from lf_core.lab.projectors import PCAProjector, StyleGANProjector
 
     items = [it for it in read_manifest(a.data / "dfdc_faces" / "manifest.csv")
              if split_of(it.group) == "test"][:a.faces]
@@ -58,7 +58,7 @@ def main():
 def extract_crops(items):
     import numpy as np
 
-    from lf_core.extract import load_crop
+    from lf_core.lab.extract import load_crop
 
     return np.stack([load_crop(it.path) for it in items])
 

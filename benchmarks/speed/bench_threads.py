@@ -6,7 +6,7 @@ worker thread, then again after a second thread has run a single torch call, lea
 second, idle team behind (the thread stays alive, as gradio's worker threads do; the team
 goes away only with its thread).
 
-    python benchmarks/bench_threads.py
+    python benchmarks/speed/bench_threads.py
 
 2-core CPU, idle (2026-11-25): 0.126 s per step on one thread; 0.20 s once a second team
 exists (about 1.7x slower). OMP_WAIT_POLICY=PASSIVE removes the gap but makes both ~0.18 s.

@@ -2,7 +2,7 @@
 
     lf evaluate CODES --detector latent.safetensors --split test --json > a.json
     lf evaluate CROPS --detector cnn-s0.safetensors --split test --json > b0.json   # ... b1, b2
-    python benchmarks/bench_compare.py --a a.json --b b0.json,b1.json,b2.json --bootstrap 2000
+    python benchmarks/tools/bench_compare.py --a a.json --b b0.json,b1.json,b2.json --bootstrap 2000
 
 Reads the `predictions` of `lf evaluate --json` files (latent classifiers or CNN baselines,
 any projector) and keeps the faces every file scored (matched by path; a face that did not
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lf_core.evaluate import bootstrap_auc, ci95  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from lf_core.stats import bootstrap_auc, percentile_ci95  # noqa: E402
 
 
 def load(path: str) -> tuple[str, dict]:
@@ -72,12 +72,12 @@ def main() -> None:
     B = bootstrap_auc(y, [scores[k] for k in keys], g, args.bootstrap, args.seed)
     col = {k: i for i, k in enumerate(keys)}
     def auc_ci(k):
-        lo, hi = ci95(B[:, col[k]])
+        lo, hi = percentile_ci95(B[:, col[k]])
         return f"{names[k]} {roc_auc_score(y, scores[k]):.3f} [{lo:.3f}, {hi:.3f}]"
 
     for ka, kb in pairs:
         d = B[:, col[ka]] - B[:, col[kb]]
-        lo, hi = ci95(d)
+        lo, hi = percentile_ci95(d)
         diff = roc_auc_score(y, scores[ka]) - roc_auc_score(y, scores[kb])
         print(f"{auc_ci(ka)} vs {auc_ci(kb)}: difference {diff:+.3f} [{lo:+.3f}, {hi:+.3f}] "
               f"(95%, {len(B)} resamples), a not better in {(d <= 0).mean():.1%}")

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# benchmarks/gpu_joint.sh: joint G + E in two phases (session 8's recipe) inside LIMIT seconds;
-# EXTRA=--encoder-only: E alone against the frozen G (the G.* part comes back unchanged);
-# LR1, LR2: the two phases' starting lr (2e-4, 1e-4)
-# Run on a lent GPU (weights/README.md, "Going on with the training on a lent GPU"):
-#   here, once: lf train-generator --out runs/gen --pack-to .gpu/faces.npz
-#   device run: LIMIT=560 bash benchmarks/gpu_joint.sh   (carry [".gpu"], timeout_s 590)
+# benchmarks/tools/gpu_joint.sh: joint G + E training in two phases inside LIMIT seconds, on a
+# CUDA machine; the results come back under $OUT as G.safetensors + E.safetensors + log.jsonl.
+#   EXTRA=--encoder-only: E alone against the frozen G (the G.* part comes back unchanged)
+#   LR1, LR2: the two phases' starting lr (2e-4, 1e-4)
+# Usage (weights/README.md tells the runs made with it):
+#   first, where the data is: lf train-generator --out runs/gen --pack-to .gpu/faces.npz
+#   then, on the GPU machine: LIMIT=560 OUT=out bash benchmarks/tools/gpu_joint.sh
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+  exit 0
+fi
 set -u
 export PYTHONUNBUFFERED=1
 END=$(( $(date +%s) + ${LIMIT:-560} ))

@@ -1,8 +1,8 @@
 """A group-disjoint DFDC subset manifest (absolute paths), for quick detector runs.
 
-    python benchmarks/make_subset.py --train 700 --val 100 --test 300 -o runs/det/dfdc_subset.csv
+    python benchmarks/tools/make_subset.py --train 700 --val 100 --test 300 -o runs/det/dfdc_subset.csv
 
-Samples source videos (groups) of each split of lf_core.data.split_of with
+Samples source videos (groups) of each split of lf_core.lab.data.split_of with
 random.Random(seed) over the sorted group names, and lists every crop of each group
 (a real crop and its deepfake).
 """
@@ -13,9 +13,9 @@ import random
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from lf_core.data import data_dir, split_of  # noqa: E402
+from lf_core.lab.data import data_dir, split_of  # noqa: E402
 
 
 def main():
