@@ -18,8 +18,15 @@ import numpy as np
 from lf_core import inversion as inv
 from lf_core.alignment import align
 from lf_core.classifiers import prior_threshold
-from lf_core.detect import (VIDEO_RULE, aggregate, check_detector, classify_face,
-                            describe_detector, score_frames, two_views)
+from lf_core.detect import (
+    VIDEO_RULE,
+    aggregate,
+    check_detector,
+    classify_face,
+    describe_detector,
+    score_frames,
+    two_views,
+)
 from lf_core.errors import BadInputError, DetectorMismatchError, LFError
 from lf_core.explainers import GROUPS, channel_labels, explain, mix
 from lf_core.io import is_video, load_image, video_info
@@ -27,9 +34,22 @@ from lf_core.losses import perceptual
 from lf_core.quicktrain import quick_train, read_zip
 
 from . import plots, render
-from .state import (NO_DETECTOR, SRC_FILE, SRC_TRAINED, STOPS, NoDetectorError, OutFiles,
-                    Settings, describe_settings, get_detector, get_model, on_lane,
-                    readable_errors, stream_on_lane, upload_path)
+from .state import (
+    NO_DETECTOR,
+    SRC_FILE,
+    SRC_TRAINED,
+    STOPS,
+    NoDetectorError,
+    OutFiles,
+    Settings,
+    describe_settings,
+    get_detector,
+    get_model,
+    on_lane,
+    readable_errors,
+    stream_on_lane,
+    upload_path,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"

@@ -134,8 +134,9 @@ class LiveLossCurve:
         self.fig["layout"]["template"] = fig.layout.template.to_plotly_json()
 
     def update(self, history: list[dict]):
-        from gradio.components.plot import PlotData
         import json
+
+        from gradio.components.plot import PlotData
 
         xs = list(range(1, len(history) + 1))
         for trace, key in zip(self.fig["data"], self.keys):

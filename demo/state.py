@@ -105,7 +105,7 @@ class Settings:
     trained_summary: str = ""
 
     @classmethod
-    def default(cls) -> "Settings":
+    def default(cls) -> Settings:
         det = os.environ.get("LF_DETECTOR") or str(DEFAULT_DETECTOR)
         return cls(weights=str(default_weights()), detector=det)
 

@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+
 from .artifacts import read_lf_file, write_lf_file
 from .errors import LFError, WeightsError
 
@@ -145,7 +146,7 @@ class LatentClassifier:
         return int(self.mean_.shape[0])
 
     # -- public API
-    def fit(self, X, y, groups=None) -> "LatentClassifier":
+    def fit(self, X, y, groups=None) -> LatentClassifier:
         """Train on codes X (N, 14, 512) or (N, D) with labels y (N,) in {0 real, 1 fake}.
 
         groups (N,), optional: e.g. source-video ids; models with an internal held-out
@@ -224,7 +225,7 @@ class LatentClassifier:
         return write_lf_file(path, arrays, _META_KEY, meta)  # atomic: never half a model file
 
     @classmethod
-    def load(cls, path) -> "LatentClassifier":
+    def load(cls, path) -> LatentClassifier:
         """Load a file written by `save`. On the base class, any kind; else that kind only."""
         meta, arrays = _read_file(path)
         kind = meta.get("kind")

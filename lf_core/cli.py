@@ -123,8 +123,14 @@ def cmd_train_vqvae(a):
 def cmd_extract(a):
     from .errors import LFError
     from .lab.extract import extract, load_codes
-    from .lab.projectors import (PLANNED, CropProjector, PCAProjector, StyleGANProjector,
-                                 VQVAEProjector, load_projector)
+    from .lab.projectors import (
+        PLANNED,
+        CropProjector,
+        PCAProjector,
+        StyleGANProjector,
+        VQVAEProjector,
+        load_projector,
+    )
 
     if a.projector in PLANNED:
         raise LFError(PLANNED[a.projector])
@@ -151,7 +157,8 @@ def cmd_extract(a):
                   mirror=a.mirror, progress=not a.quiet)
     c = load_codes(out, partial=True)
     print(f"{out}\t{len(c)} codes {tuple(c.codes.shape[1:])}"
-          f"{' (+ their mirror images)' if c.mirror is not None else ''} of {c.meta['n_items']} faces "
+          f"{' (+ their mirror images)' if c.mirror is not None else ''} "
+          f"of {c.meta['n_items']} faces "
           f"({c.meta['n_failed']} did not align: {out / 'failed.csv'}); {c.projector['name']}")
     return 0
 
@@ -208,7 +215,8 @@ def _train_cnn(a):
                     ("--C", a.C), ("--half", a.half or None),
                     ("--regularise", a.regularise or None)):
         if v is not None:
-            raise SystemExit(_usage_error(f"{flag} is for the latent classifiers, not {a.classifier}"))
+            raise SystemExit(_usage_error(
+                f"{flag} is for the latent classifiers, not {a.classifier}"))
     kw = {"arch_kw": a.xception} if a.classifier == "xception" else {}
     epochs = BenchConfig.cnn_epochs if a.epochs is None else a.epochs
     det = train_baseline(a.codes, a.classifier, a.output, split=a.split, seed=a.seed,
@@ -351,7 +359,8 @@ def _extract_args(s):
                    "the real train-split faces; vqvae: codebook indices (1280,) of a VQ-VAE-2 "
                    "trained by lf train-vqvae; crops: the aligned faces themselves, for the CNN "
                    "baselines (lf train --classifier meso4|efficientnet_b0|xception)")
-    s.add_argument("--steps", type=_at_least(0), default=0, help="stylegan: inversion steps (0 = encoder only)")
+    s.add_argument("--steps", type=_at_least(0), default=0,
+                   help="stylegan: inversion steps (0 = encoder only)")
     s.add_argument("--passes", type=_at_least(0), default=0, help="stylegan: " + PASSES_HELP)
     s.add_argument("--weights", help="stylegan: generator checkpoint (default: embedded model)")
     s.add_argument("--components", type=_at_least(1), default=pca["n_components"],
@@ -365,7 +374,8 @@ def _extract_args(s):
                    help="pca: fit on at most N faces")
     s.add_argument("--projector-file", help="vqvae: the trained projector (default "
                    "runs/vqvae/vqvae.safetensors, from lf train-vqvae)")
-    s.add_argument("--limit", type=_at_least(1), help="first N faces only (rerun without it to go on)")
+    s.add_argument("--limit", type=_at_least(1),
+                   help="first N faces only (rerun without it to go on)")
     s.add_argument("--split", choices=["train", "val", "test", "all"], default="all",
                    help="only the faces of this group split")
     s.add_argument("--batch", type=_at_least(1), default=d["batch"], help="faces per chunk file")
@@ -392,12 +402,14 @@ def _train_args(s):
     s.add_argument("--split", choices=["train", "val", "test", "all"], default="train",
                    help="train on the faces of this group split")
     s.add_argument("--channels", help="W+ rows to use, e.g. 8-11 or 0,3 (default: all)")
-    s.add_argument("--trees", type=_at_least(1), help="random forest size (default 1500, the paper's)")
+    s.add_argument("--trees", type=_at_least(1),
+                   help="random forest size (default 1500, the paper's)")
     s.add_argument("--max-features", type=max_features, metavar="{sqrt/2,sqrt,log2,N}",
                    help="features tried per forest split (default sqrt/2: half of sklearn's "
                    "sqrt, twice as fast; see README, classifier training time)")
     s.add_argument("--C", type=_lr_C, metavar="{auto,C}", help="logistic regression: the "
-                   "inverse regularisation strength, or auto (default): picked among 0.0001 ... 0.1 "
+                   "inverse regularisation strength, or auto (default): picked among "
+                   "0.0001 ... 0.1 "
                    "by 3-fold cross-validation over the training groups")
     s.add_argument("--members", type=_at_least(1), help="MLPs: average this many nets, fitted with "
                    "seeds SEED, SEED+1, ... (default 1, the paper's single net)")
@@ -405,7 +417,8 @@ def _train_args(s):
                    "(half the file; probabilities move by ~1e-4)")
     s.add_argument("--regularise", action="store_true", help="MLPs: dropout 0.2 on the code and "
                    "0.5 after each hidden layer, AdamW (lr 0.0001, weight decay 0.01) instead of "
-                   "the paper's plain SGD (lr 5e-4), and early stopping after 8 epochs without progress "
+                   "the paper's plain SGD (lr 5e-4), and early stopping after 8 epochs "
+                   "without progress "
                    "(not 3): the default detector's recipe")
     s.add_argument("--epochs", type=_at_least(1), help="CNNs: at most this many epochs (default "
                    f"{cfg.cnn_epochs}; "
@@ -458,7 +471,8 @@ def _bench_args(s):
                    help="Xception width,middle blocks (1,8: full)")
     s.add_argument("--rf-trees", type=_at_least(1), default=c.rf_trees)
     s.add_argument("--rf-max-features", type=max_features, default=c.rf_max_features,
-                   help="forest features per split (default sqrt, sklearn's: the paper's replication)")
+                   help="forest features per split (default sqrt, sklearn's: the paper's "
+                   "replication)")
     s.add_argument("--recon-faces", type=_at_least(1), default=c.recon_faces)
     s.add_argument("--recon-steps", type=_at_least(0), default=c.recon_steps)
     s.add_argument("--recon-steps-faces", type=_at_least(1), default=c.recon_steps_faces,
@@ -510,7 +524,8 @@ def parser(cmd=None):
 
     s = sub.add_parser("predict", help="real or fake, for an image or a video")
     s.add_argument("input", help="image or video (mp4, mov, avi, mkv, webm)")
-    s.add_argument("--steps", type=_at_least(0), default=0, help="inversion steps (0 = encoder only)")
+    s.add_argument("--steps", type=_at_least(0), default=0,
+                   help="inversion steps (0 = encoder only)")
     s.add_argument("--prior", type=prior, default=0.5, help="expected share of fakes, in (0, 1)")
     s.add_argument("--every", type=_at_least(1), default=10, help="video: score every Nth frame")
     s.add_argument("--json", action="store_true")

@@ -122,7 +122,7 @@ def mix(w, w_other, channels) -> np.ndarray:
     return a
 
 
-# --------------------------------------------------------------------------- torch view of a classifier
+# ------------------------------------------------------------- torch view of a classifier
 
 
 def torch_logit(detector):

@@ -160,7 +160,8 @@ def invert(model, crop, steps=100, lr=0.01, a_pix=1.0, a_perc=1.0, a_dom=0.5, do
         show = step % every == 0 or step == steps
         stop = should_stop is not None and should_stop()
         if not (show or stop):
-            yield Progress(step, steps, losses, time.perf_counter() - t0, took / step * (steps - step))
+            eta = took / step * (steps - step)
+            yield Progress(step, steps, losses, time.perf_counter() - t0, eta)
             continue
         if stop:
             break
@@ -229,6 +230,6 @@ def run_batch(model, crops, steps=100, lr=0.01, a_pix=1.0, a_perc=1.0, a_dom=0.5
 
 def run(model, crop, **kw) -> Inversion:
     """invert() to the end, for callers that do not stream."""
-    for p in invert(model, crop, **kw):
+    for p in invert(model, crop, **kw):  # noqa: B007 (the last Progress holds the result)
         pass
     return p.result

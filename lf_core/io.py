@@ -19,9 +19,9 @@ import contextlib
 import io
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -33,7 +33,7 @@ MAX_PIXELS = 50_000_000  # refuse larger images/videos before decoding them (hea
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 IMAGE_HINT = "Use a JPEG, PNG or WebP photo."
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
 
 # ---------------------------------------------------------------- native log lines
@@ -226,7 +226,7 @@ def _grey(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(a[..., None], 3, axis=2))
 
 
-def save_image(arr: np.ndarray, path: Union[str, os.PathLike], quality: int = 95) -> None:
+def save_image(arr: np.ndarray, path: str | os.PathLike, quality: int = 95) -> None:
     """Write an (H, W, 3) or (H, W) uint8 image atomically: a temp file in the same
     folder, then os.replace, so a reader never sees a half-written file."""
     p = Path(path)
@@ -262,7 +262,7 @@ class VideoInfo:
     height: int
 
 
-def is_video(path: Union[str, os.PathLike]) -> bool:
+def is_video(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTS
 
 
@@ -287,7 +287,7 @@ def _open_video(path):
     return cap
 
 
-def video_info(path: Union[str, os.PathLike]) -> VideoInfo:
+def video_info(path: str | os.PathLike) -> VideoInfo:
     import cv2
 
     cap = _open_video(path)
@@ -306,7 +306,7 @@ def video_info(path: Union[str, os.PathLike]) -> VideoInfo:
 
 
 def read_video(
-    path: Union[str, os.PathLike], every: int = 10, max_frames: int | None = None
+    path: str | os.PathLike, every: int = 10, max_frames: int | None = None
 ) -> Iterator[VideoFrame]:
     """Yield frames 0, every, 2*every, ... (at most max_frames of them) as RGB.
 

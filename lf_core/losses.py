@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 

@@ -61,9 +61,9 @@ def detector_path(model, data_dir, tmp_path_factory):
     from lf_core import inversion as inv
     from lf_core.alignment import align
     from lf_core.classifiers import LogReg
-    from lf_core.lab.data import read_manifest, split_of
     from lf_core.errors import NoFaceError
     from lf_core.io import load_image
+    from lf_core.lab.data import read_manifest, split_of
 
     items = [it for it in read_manifest(data_dir / "dfdc_faces" / "manifest.csv")
              if split_of(it.group) == "train"]

@@ -395,7 +395,7 @@ def test_torch_lane_one_thread():
 
     def gen():
         try:
-            for i in range(10):
+            for _ in range(10):
                 yield threading.current_thread().name
         finally:
             closed.append(threading.current_thread().name)

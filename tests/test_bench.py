@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from lf_core.lab.data import read_manifest, split_of
 from lf_core.errors import LFError
+from lf_core.lab.data import read_manifest, split_of
 
 
 @pytest.fixture(scope="module")

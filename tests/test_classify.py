@@ -10,10 +10,10 @@ from sklearn.metrics import roc_auc_score
 
 from lf_core.classifiers import (
     CLASSIFIERS,
+    MLP2,
     ClassifierInputError,
     LatentClassifier,
     LogReg,
-    MLP2,
     NotFittedError,
     RandomForest,
     decide,

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from lf_core import cli
-from lf_core.lab.baselines import load_baseline
 from lf_core.classifiers import load_classifier
-from lf_core.lab.data import read_manifest, split_of
 from lf_core.errors import LFError
+from lf_core.lab.baselines import load_baseline
+from lf_core.lab.data import read_manifest, split_of
 from lf_core.lab.evaluate import METRIC_KEYS, evaluate_detector, metrics, train_detector
 from lf_core.lab.extract import extract, load_codes
 from lf_core.lab.projectors import StyleGANProjector
@@ -156,8 +156,8 @@ def test_mirror_views(codes_dir, manifest, tmp_path, model):
     """lf extract --mirror stores the code of each face flipped left-right; a detector
     trained on both views gives a face and its mirror image the same score."""
     from lf_core.detect import classify_face, mirror_code
-    from lf_core.lab.extract import load_crop
     from lf_core.inversion import encode
+    from lf_core.lab.extract import load_crop
 
     out = tmp_path / "mirror"
     extract(manifest, StyleGANProjector(model, steps=0), out, batch=4, mirror=True,

@@ -142,8 +142,8 @@ def _with_projector(det, **proj):
 def test_detector_must_fit_the_model(model, detector, dfdc_pairs):
     """A detector trained on another generator's codes, or on PCA codes, gives no verdict
     (DetectorMismatchError, exit code 5); other inversion settings give a note."""
-    from lf_core.errors import DetectorMismatchError
     from lf_core.artifacts import file_digest
+    from lf_core.errors import DetectorMismatchError
 
     ours = file_digest(model.path)
     assert detect.check_detector(_with_projector(detector, weights_sha256=ours), model) == []

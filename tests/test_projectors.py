@@ -5,15 +5,20 @@ import pytest
 import torch
 
 from lf_core.errors import LFError, WeightsError
-from lf_core.lab.projectors import (PCAProjector, ProjectorError, StyleGANProjector, load_projector,
-                                make_projector)
+from lf_core.lab.projectors import (
+    PCAProjector,
+    ProjectorError,
+    StyleGANProjector,
+    load_projector,
+    make_projector,
+)
 
 
 @pytest.fixture(scope="module")
 def real_faces(data_dir):
     """40 real FFHQ faces, already FFHQ-aligned at 256 px (no detection needed)."""
-    from lf_core.lab.data import read_manifest
     from lf_core.io import load_image
+    from lf_core.lab.data import read_manifest
 
     items = [it for it in read_manifest(data_dir / "ffhq_stylegan" / "manifest.csv") if it.label == 0]
     crops = np.stack([load_image(it.path) for it in items[:40]])

@@ -7,8 +7,7 @@ import torch
 
 from lf_core import cli
 from lf_core.errors import WeightsError
-from lf_core.lab.projectors import (ProjectorError, VQVAEProjector, load_projector,
-                                make_projector)
+from lf_core.lab.projectors import ProjectorError, VQVAEProjector, load_projector, make_projector
 from lf_core.lab.train_vqvae import train_vqvae
 from lf_core.lab.vqvae import VQVAE
 
@@ -21,8 +20,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def faces(data_dir):
     """10 real FFHQ faces, FFHQ-aligned at 256 px already."""
-    from lf_core.lab.data import read_manifest
     from lf_core.io import load_image
+    from lf_core.lab.data import read_manifest
 
     items = [it for it in read_manifest(data_dir / "ffhq_stylegan" / "manifest.csv")
              if it.label == 0][:10]

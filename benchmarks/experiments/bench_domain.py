@@ -21,9 +21,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lf_core import inversion as inv  # noqa: E402
-from lf_core.stats import mean_ci95  # noqa: E402
-from lf_core.model import load_model  # noqa: E402
 from lf_core.lab.train_gen import build_cache  # noqa: E402
+from lf_core.model import load_model  # noqa: E402
+from lf_core.stats import mean_ci95  # noqa: E402
 
 
 def main():

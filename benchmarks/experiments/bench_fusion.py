@@ -20,8 +20,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from lf_core.lab.baselines import load_baseline  # noqa: E402
 from lf_core.classifiers import load_classifier  # noqa: E402
+from lf_core.lab.baselines import load_baseline  # noqa: E402
 from lf_core.lab.extract import load_codes  # noqa: E402
 
 

@@ -30,13 +30,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from lf_core.lab.bench import machine_line  # noqa: E402
+from lf_core.artifacts import file_digest  # noqa: E402
 from lf_core.classifiers import MLP2, load_classifier, mean_logit, two_views  # noqa: E402
 from lf_core.detect import mirror_code  # noqa: E402
-from lf_core.stats import bootstrap_auc, percentile_ci95  # noqa: E402
+from lf_core.lab.bench import machine_line  # noqa: E402
 from lf_core.lab.extract import load_codes  # noqa: E402
 from lf_core.model import load_model  # noqa: E402
-from lf_core.artifacts import file_digest  # noqa: E402
+from lf_core.stats import bootstrap_auc, percentile_ci95  # noqa: E402
 
 
 def mirror_codes(work: Path, crops, batch=32) -> np.ndarray:

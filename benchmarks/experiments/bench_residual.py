@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from lf_core.artifacts import file_digest  # noqa: E402
 from lf_core.lab.bench import machine_line  # noqa: E402
 from lf_core.lab.extract import load_codes  # noqa: E402
-from lf_core.artifacts import file_digest  # noqa: E402
 
 
 def residuals(work: Path, codes, crops, batch=32) -> np.ndarray:

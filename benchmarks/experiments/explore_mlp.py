@@ -26,8 +26,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from lf_core.lab.bench import machine_line  # noqa: E402
 from lf_core.classifiers import MLP2, mean_logit  # noqa: E402
+from lf_core.lab.bench import machine_line  # noqa: E402
 from lf_core.lab.extract import load_codes  # noqa: E402
 
 RECIPES = {

@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 from lf_core import inversion as inv  # noqa: E402
 from lf_core.explainers import GROUPS, mix  # noqa: E402
+from lf_core.lab.projectors import PCAProjector  # noqa: E402
 from lf_core.model import load_model  # noqa: E402
 from lf_core.stats import mean_ci95  # noqa: E402
-from lf_core.lab.projectors import PCAProjector  # noqa: E402
 
 
 def main():

@@ -32,9 +32,9 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from lf_core.lab.bench import machine_line  # noqa: E402
 from lf_core.classifiers import CLASSIFIERS, load_classifier  # noqa: E402
-from lf_core.cli import _max_features  # noqa: E402  (lf train's parser of the same option)
+from lf_core.cli import max_features  # noqa: E402  (lf train's parser of the same option)
+from lf_core.lab.bench import machine_line  # noqa: E402
 
 
 def make_codes(n: int, seed: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +53,7 @@ def main() -> None:
     ap.add_argument("--shift", type=float, default=0.05, help="fake shift per dim of rows 8..11")
     ap.add_argument("--rf-trees", type=int, default=1500, help="trees to actually fit (time scaled to 1500)")
     ap.add_argument("--rf-max-samples", type=float, default=None, help="RandomForest max_samples (fraction)")
-    ap.add_argument("--rf-max-features", default="sqrt/2", type=_max_features,
+    ap.add_argument("--rf-max-features", default="sqrt/2", type=max_features,
                     help="RandomForest max_features: sqrt/2 (default, lf train's), sqrt, log2 or a count")
     ap.add_argument("--codes", help="a codes folder (lf extract): real codes instead of synthetic")
     ap.add_argument("--rf-jobs", type=int, default=-1, help="RandomForest n_jobs (default -1)")
@@ -64,7 +64,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    import sklearn.ensemble, sklearn.linear_model  # noqa: F401,E401  one-time imports, kept out of the timings
+    import sklearn.ensemble  # noqa: F401,E401  one-time imports, kept out of the timings
 
     if args.codes:
         from lf_core.lab.extract import load_codes

@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lf_core import inversion as inv  # noqa: E402
 from lf_core.alignment import align  # noqa: E402
-from lf_core.lab.bench import machine_line  # noqa: E402
 from lf_core.classifiers import LogReg  # noqa: E402
-from lf_core.lab.data import data_dir  # noqa: E402
 from lf_core.io import load_image  # noqa: E402
+from lf_core.lab.bench import machine_line  # noqa: E402
+from lf_core.lab.data import data_dir  # noqa: E402
 from lf_core.losses import perceptual  # noqa: E402
 from lf_core.model import load_model  # noqa: E402
 
@@ -60,7 +60,7 @@ def main():
     k = 8  # the domain term runs on every 4th step: average over two cycles
 
     def steps():
-        for p in inv.invert(model, crop, steps=k, every=10**9):
+        for _ in inv.invert(model, crop, steps=k, every=10**9):
             pass
 
     def encode_only():

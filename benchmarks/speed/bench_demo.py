@@ -97,8 +97,8 @@ def main():
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     from gradio_client import Client
 
-    from lf_core.lab.bench import machine, machine_line
     from lf_core.detect import DEFAULT_DETECTOR
+    from lf_core.lab.bench import machine, machine_line
 
     det = args.detector or (DEFAULT_DETECTOR if DEFAULT_DETECTOR.exists() else None)
     if det is None:

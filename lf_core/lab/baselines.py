@@ -452,8 +452,8 @@ def evaluate_baseline(crops_path, detector, split: str = "test", prior_fake: flo
     import tempfile
     from contextlib import nullcontext
 
-    from .data import split_of
     from ..classifiers import prior_threshold
+    from .data import split_of
     from .evaluate import add_auc_interval, metrics, refuse_training_faces
     from .extract import extract, is_codes_folder
     from .projectors import CropProjector

@@ -314,10 +314,10 @@ def section_table(cfg, store, work, codes):
 def section_recon(cfg, store, work, codes):
     """PSNR / SSIM (/ LPIPS) of each projector's reconstructions at 256 px."""
     from .. import inversion as inv
-    from .extract import load_codes
     from ..inversion import image_scores
     from ..losses import perceptual
     from ..stats import mean_ci95
+    from .extract import load_codes
     from .projectors import load_projector
 
     if "crops" not in codes:
@@ -862,8 +862,8 @@ def _wall(res) -> str:
 
 def _stale_generator(res) -> list[str]:
     """The StyleGAN code kinds of a run made with other weights than the shipped default."""
-    from ..model import DEFAULT_WEIGHTS
     from ..artifacts import file_digest
+    from ..model import DEFAULT_WEIGHTS
 
     now = file_digest(DEFAULT_WEIGHTS)
     return [k for k, c in res["codes"].items()

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import split_of
 from ..classifiers import prior_threshold
 from ..errors import LFError
 from ..stats import bootstrap_auc, percentile_ci95
+from .data import split_of
 from .extract import check_split, is_codes_folder, load_codes
 
 METRIC_KEYS = ("n", "n_real", "n_fake", "threshold", "accuracy", "balanced_accuracy", "roc_auc",

@@ -44,9 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Item, read_manifest, split_of
 from ..artifacts import atomic_savez, atomic_write_bytes, atomic_write_json, digest
 from ..errors import LFError
+from .data import Item, read_manifest, split_of
 from .projectors import Projector, load_projector
 
 SPLIT_NAMES = ("train", "val", "test")

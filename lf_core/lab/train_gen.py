@@ -23,7 +23,7 @@
 import json
 import math
 import time
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +32,11 @@ from torch.nn import functional as F
 
 from .. import nets
 from ..artifacts import atomic_savez, atomic_write, atomic_write_safetensors
-from .data import data_dir, read_manifest, split_of
 from ..inversion import to_tensor
 from ..loaders import load_checkpoint
 from ..losses import ms_ssim_loss, psnr, ssim
 from ..model import DEFAULT_WEIGHTS
+from .data import data_dir, read_manifest, split_of
 
 
 def real_faces(split):
@@ -123,6 +123,7 @@ def pack_faces(out, dst, quality=80):
     WebP at quality 80: 3.1 KB and 41.7 dB PSNR a face (200 training faces), far above what
     the models reconstruct."""
     import io
+
     from PIL import Image
 
     arrs = {}
@@ -142,6 +143,7 @@ def pack_faces(out, dst, quality=80):
 def unpack_faces(src, out):
     """A pack_faces file -> out/faces_{train,val}.npy (no paths.txt: the split is as packed)."""
     import io
+
     from PIL import Image
 
     out = Path(out)
