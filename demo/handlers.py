@@ -28,8 +28,9 @@ from lf_core.detect import (
     two_views,
 )
 from lf_core.errors import BadInputError, DetectorMismatchError, LFError
-from lf_core.explainers import GROUPS, channel_labels, explain, mix
+from lf_core.explainers import explain, mix
 from lf_core.io import is_video, load_image, video_info
+from lf_core.layout import GROUPS, channel_labels
 from lf_core.losses import perceptual
 from lf_core.quicktrain import quick_train, read_zip
 

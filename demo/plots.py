@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from lf_core.explainers import GROUPS, channel_labels
+from lf_core.layout import GROUPS, channel_labels
 
 FAKE, REAL, GREY = "#d6336c", "#1c7ed6", "#868e96"
 LOSS_COLOURS = {"pixel": "#1c7ed6", "perceptual": "#f59f00", "domain": "#37b24d", "total": "#495057"}

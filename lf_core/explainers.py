@@ -3,7 +3,7 @@
     att = explain(w, detector)                       # method="auto"
     att.channels    # (14,) one number per W+ row (layer); > 0 pushes towards "fake"
     att.dims        # (14, 512) per dimension
-    channel_labels()[i]                              # "0: 4px", "1: 4px rgb + 8px up", ...
+    channel_labels()[i]     # lf_core.layout: "0: 4px", "1: 4px rgb + 8px up", ...
 
 Methods, one small class each over the shared `Explainer` base (like pytorch-grad-cam):
 
@@ -33,56 +33,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-N_LATENT = 14
-STYLE_DIM = 512
+from .layout import (
+    GROUPS,
+    N_LATENT,
+    W_DIM,
+    channel_labels,
+)
+
 TARGETS = ("p_fake", "logit")
-GROUPS = {"coarse": tuple(range(0, 4)), "middle": tuple(range(4, 8)), "fine": tuple(range(8, 14))}
-GROUP_NOTES = {
-    "coarse": "4-8 px layers: pose, head shape, overall layout",
-    "middle": "16-32 px layers: facial features, expression, hair style",
-    "fine": "64-256 px layers: colour, skin texture, fine detail",
-}
-
-
-# --------------------------------------------------------------------------- labels
-
-
-def layer_resolutions(n_latent: int = N_LATENT) -> list[tuple[int, ...]]:
-    """Per W+ row, the resolutions (px) of the layers it styles (rosinality layout)."""
-    out = []
-    for i in range(n_latent):
-        if i == 0:
-            out.append((4,))
-        elif i % 2 == 1:  # ToRGB at r and (except the last) the up-conv to 2r
-            r = 4 * 2 ** ((i - 1) // 2)
-            out.append((r, 2 * r) if i < n_latent - 1 else (r,))
-        else:  # second conv at r
-            out.append((4 * 2 ** (i // 2),))
-    return out
-
-
-def channel_labels(n_latent: int = N_LATENT, long: bool = False) -> list[str]:
-    """One label per W+ row: "0: 4px", "1: 4px rgb + 8px up", "2: 8px", ..., "13: 256px rgb".
-
-    long=True names the layers in full ("conv 4 px", "ToRGB 4 px, up-conv 8 px", ...).
-    """
-    labels = []
-    for i, res in enumerate(layer_resolutions(n_latent)):
-        if i == 0:
-            s = "conv 4 px" if long else "4px"
-        elif i % 2 == 1:
-            if long:
-                s = f"ToRGB {res[0]} px" + (f", up-conv {res[1]} px" if len(res) > 1 else "")
-            else:
-                s = f"{res[0]}px rgb" + (f" + {res[1]}px up" if len(res) > 1 else "")
-        else:
-            s = f"conv {res[0]} px" if long else f"{res[0]}px"
-        labels.append(f"{i}: {s}")
-    return labels
-
-
-def group_of(i: int) -> str:
-    return next(g for g, rows in GROUPS.items() if i in rows)
 
 
 # --------------------------------------------------------------------------- style mixing
@@ -114,11 +72,11 @@ def mix(w, w_other, channels) -> np.ndarray:
     Returns the shape of w, float32.
     """
     a = np.array(w, dtype=np.float32, copy=True)
-    b = np.asarray(w_other, dtype=np.float32).reshape(N_LATENT, STYLE_DIM)
-    if a.shape not in ((N_LATENT, STYLE_DIM), (1, N_LATENT, STYLE_DIM)):
+    b = np.asarray(w_other, dtype=np.float32).reshape(N_LATENT, W_DIM)
+    if a.shape not in ((N_LATENT, W_DIM), (1, N_LATENT, W_DIM)):
         raise ValueError(f"w must be (1, 14, 512) or (14, 512), got {a.shape}")
     rows = resolve_channels(channels)
-    a.reshape(N_LATENT, STYLE_DIM)[rows] = b[rows]
+    a.reshape(N_LATENT, W_DIM)[rows] = b[rows]
     return a
 
 
@@ -167,7 +125,7 @@ def numpy_forward(detector, target: str = "p_fake"):
     "logit" gives log(p / (1 - p)) with p clipped to [1e-6, 1 - 1e-6]."""
 
     def f(w):
-        x = w.detach().cpu().numpy().reshape(len(w), N_LATENT, STYLE_DIM)
+        x = w.detach().cpu().numpy().reshape(len(w), N_LATENT, W_DIM)
         p = detector.predict_proba(x)[:, 1]
         if target == "logit":
             p = np.clip(p, 1e-6, 1 - 1e-6)
@@ -179,17 +137,17 @@ def numpy_forward(detector, target: str = "p_fake"):
 
 def default_baseline(detector) -> np.ndarray:
     """The detector's training mean as a (14, 512) code (rows it does not read: zeros)."""
-    base = np.zeros((N_LATENT, STYLE_DIM), np.float32)
+    base = np.zeros((N_LATENT, W_DIM), np.float32)
     mean = getattr(detector, "mean_", None)
     if mean is None:
         return base
     rows = detector.channels
     shape = tuple(detector.input_shape_ or ())
     if len(shape) == 1:
-        return mean.reshape(N_LATENT, STYLE_DIM).astype(np.float32)
+        return mean.reshape(N_LATENT, W_DIM).astype(np.float32)
     if rows is None:
         return mean.reshape(shape).astype(np.float32)[:N_LATENT]
-    base[rows] = mean.reshape(len(rows), STYLE_DIM)
+    base[rows] = mean.reshape(len(rows), W_DIM)
     return base
 
 
@@ -228,16 +186,16 @@ class Explainer:
         if baseline is None:
             base, bname = default_baseline(detector), "detector's training mean code"
         else:
-            base = np.asarray(baseline, np.float32).reshape(N_LATENT, STYLE_DIM)
+            base = np.asarray(baseline, np.float32).reshape(N_LATENT, W_DIM)
             bname = "mean code"
         self.baseline = base
         self.baseline_name = baseline_name or bname
 
     def explain(self, w) -> Attribution:
         w = np.asarray(w, np.float32)
-        if w.size != N_LATENT * STYLE_DIM:
+        if w.size != N_LATENT * W_DIM:
             raise ValueError(f"w must be a (1, 14, 512) code, got shape {w.shape}")
-        x = torch.from_numpy(w.reshape(1, N_LATENT, STYLE_DIM).copy())
+        x = torch.from_numpy(w.reshape(1, N_LATENT, W_DIM).copy())
         b = torch.from_numpy(self.baseline[None].copy())
         dims, channels, notes = self._attribute(x, b)
         p = self.detector.predict_proba(np.concatenate([x.numpy(), b.numpy()]))[:, 1]
@@ -309,8 +267,8 @@ class ChannelAblation(Explainer):
 
     def __init__(self, detector, baseline=None, block: int = 32, **kw):
         super().__init__(detector, baseline, **kw)
-        if STYLE_DIM % block:
-            raise ValueError(f"block must divide {STYLE_DIM}, got {block}")
+        if W_DIM % block:
+            raise ValueError(f"block must divide {W_DIM}, got {block}")
         self.block = int(block)
         self.forward = numpy_forward(detector, self.target)
 
@@ -318,11 +276,11 @@ class ChannelAblation(Explainer):
         from captum.attr import FeatureAblation
 
         fa = FeatureAblation(self.forward)
-        rows = torch.arange(N_LATENT)[:, None].expand(N_LATENT, STYLE_DIM)
+        rows = torch.arange(N_LATENT)[:, None].expand(N_LATENT, W_DIM)
         ch = fa.attribute(x, baselines=b, feature_mask=rows[None].contiguous(),
                           perturbations_per_eval=N_LATENT)[0, :, 0].numpy()
-        nb = STYLE_DIM // self.block
-        blocks = rows * nb + torch.arange(STYLE_DIM)[None, :] // self.block
+        nb = W_DIM // self.block
+        blocks = rows * nb + torch.arange(W_DIM)[None, :] // self.block
         per_eval = max(1, min(N_LATENT * nb, 4096 // max(1, _cost(self.detector))))
         dims = fa.attribute(x, baselines=b, feature_mask=blocks[None].contiguous(),
                             perturbations_per_eval=per_eval)[0].numpy() / self.block
@@ -368,6 +326,5 @@ def explain(w, detector, method: str = "auto", baseline=None, target: str = "p_f
     return explainer_for(detector, method, baseline, target=target, **kw).explain(w)
 
 
-__all__ = ["Attribution", "ChannelAblation", "Explainer", "GROUPS", "IntegratedGradients",
-           "channel_labels", "explain", "explainer_for", "layer_resolutions", "mix",
-           "torch_forward", "torch_logit"]
+__all__ = ["Attribution", "ChannelAblation", "Explainer", "IntegratedGradients", "explain",
+           "explainer_for", "mix", "torch_forward", "torch_logit"]

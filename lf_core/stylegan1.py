@@ -42,7 +42,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-SIZE, N_LATENT, W_DIM = 256, 14, 512
+from .layout import N_LATENT, W_DIM
+
+SIZE = 256
 TRUNCATION_PSI, TRUNCATION_LAYERS = 0.7, 8  # genforce's defaults for idinvert
 
 

@@ -304,7 +304,7 @@ def test_benchmarks_tab_explains_how_to_make_results(client, monkeypatch, tmp_pa
 
 
 def test_channel_labels_follow_the_rosinality_layout():
-    from lf_core.explainers import channel_labels, layer_resolutions
+    from lf_core.layout import channel_labels, layer_resolutions
 
     labels = channel_labels()
     assert len(labels) == 14

@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from lf_core import inversion as inv  # noqa: E402
-from lf_core.explainers import GROUPS, mix  # noqa: E402
+from lf_core.explainers import mix  # noqa: E402
 from lf_core.lab.projectors import PCAProjector  # noqa: E402
+from lf_core.layout import GROUPS  # noqa: E402
 from lf_core.model import load_model  # noqa: E402
 from lf_core.stats import mean_ci95  # noqa: E402
 

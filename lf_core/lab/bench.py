@@ -779,7 +779,7 @@ def _figures(res, fig_dir: Path) -> dict:
     ch = res.get("channels") or {}
     if ch:
         fig, axes = plt.subplots(2, 1, figsize=(7, 5.6), sharex=True)
-        from ..explainers import channel_labels
+        from ..layout import channel_labels
 
         labels = channel_labels()
         n = len(next(iter(ch.values())))
@@ -962,7 +962,7 @@ def _section_md(res, out_dir: Path) -> list[str]:
               f"![per-row accuracy and AUC](figures/{figs['channels'].name})", "",
               "| row | " + " | ".join(f"{k.upper()} acc. | {k.upper()} AUC" for k in ch) + " |",
               "|---|" + "---|---|" * len(ch)]
-        from ..explainers import channel_labels
+        from ..layout import channel_labels
 
         for i, lab in enumerate(channel_labels()[:len(next(iter(ch.values())))]):
             L.append(f"| {lab} | " + " | ".join(f"{_f(ch[k][i]['accuracy'])} | "
