@@ -19,16 +19,30 @@ from lf_core import inversion as inv
 from lf_core.alignment import align, mirror
 from lf_core.decision import prior_threshold
 from lf_core.errors import BadInputError, DetectorMismatchError, LFError
-from lf_core.explainers import GROUPS, channel_labels, mix
+from lf_core.explainers import mix
 from lf_core.io import is_video, load_image, video_info
+from lf_core.layout import GROUPS, channel_labels
 from lf_core.losses import perceptual
 from lf_core.pipeline import VIDEO_RULE, analyse_image, analyse_video
 from lf_core.quicktrain import quick_train, read_zip
 
 from . import plots, render
-from .state import (NO_DETECTOR, SRC_FILE, SRC_TRAINED, STOPS, NoDetectorError, OutFiles,
-                    Settings, describe_settings, get_detector, get_model, on_lane,
-                    readable_errors, stream_on_lane, upload_path)
+from .state import (
+    NO_DETECTOR,
+    SRC_FILE,
+    SRC_TRAINED,
+    STOPS,
+    NoDetectorError,
+    OutFiles,
+    Settings,
+    describe_settings,
+    get_detector,
+    get_model,
+    on_lane,
+    readable_errors,
+    stream_on_lane,
+    upload_path,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
@@ -391,10 +405,13 @@ def _paths(files):
 
 
 @readable_errors
-def train(real_files, fake_files, zip_file, kind, settings, progress=gr.Progress()):
+def train(real_files, fake_files, zip_file, kind, use_anyway, settings,
+          progress=gr.Progress()):
     """Align + encode + fit a logistic regression (or MLP-2) with k-fold CV. The detector
-    becomes this session's at once and is offered for download. Outputs: report, download
-    button, settings state, detector-source radio, header line."""
+    is offered for download and becomes this session's at once, unless it is no better
+    than chance (its cross-validated interval reaches the majority-class rate) and
+    `use_anyway` is not ticked. Outputs: report, download button, settings state,
+    detector-source radio, header line."""
     settings = settings or Settings.default()
     images, labels, skipped = [], [], []
     for cls, files in ((0, real_files), (1, fake_files)):
@@ -417,24 +434,34 @@ def train(real_files, fake_files, zip_file, kind, settings, progress=gr.Progress
     out_dir = Path(tempfile.mkdtemp(prefix="lf-detector-"))
     path = res.detector.save(out_dir / f"my-detector-{kind or 'lr'}.safetensors",
                              metrics=res.detector.metrics)
-    settings.trained, settings.source = res.detector, SRC_TRAINED
-    settings.trained_summary = res.summary()
+    ci = res.cv_interval
     cv = ("n/a (at least 2 images per class are needed)" if res.cv_accuracy is None else
-          f"**{res.cv_accuracy:.1%}** (mean of {res.folds} folds: "
-          + ", ".join(f"{s:.0%}" for s in res.cv_scores) + ")")
+          f"**{res.cv_accuracy:.1%}**, 95% interval {ci[0]:.0%}-{ci[1]:.0%} (mean of "
+          f"{res.folds} folds: " + ", ".join(f"{s:.0%}" for s in res.cv_scores) + ")")
+    chance = max(res.n_real, res.n_fake) / (res.n_real + res.n_fake)
+    switch = res.beats_chance or bool(use_anyway)
+    if switch:
+        settings.trained, settings.source = res.detector, SRC_TRAINED
+        settings.trained_summary = res.summary()
+        use = ("- now used by the **Detect** and **Video** tabs in this browser session "
+               "(switch back under Settings); download it below for `lf predict --detector`.")
+    else:
+        use = (f"- ⚠️ **not switched in**: its accuracy could be chance ({chance:.0%} is what "
+               "always answering the larger class scores, and the interval reaches it). Add "
+               "more faces, or tick *Use it even if it is no better than chance* and train "
+               "again. You can still download it.")
     md = [f"### Trained: {type(res.detector).__name__} on encoder-only codes",
           f"- faces used: **{res.n_real} real**, **{res.n_fake} fake**",
           f"- cross-validated accuracy: {cv}",
           f"- took {res.seconds:.1f} s",
-          "- now used by the **Detect** and **Video** tabs in this browser session "
-          "(switch back under Settings); download it below for `lf predict --detector`.",
+          use,
           "- caveat: the folds are not grouped by person or source video, so the accuracy is "
           "optimistic when several images show the same person."]
     if skipped:
         md.append(f"\n**{len(skipped)} skipped:**\n" + "\n".join(f"- {s}" for s in skipped[:20])
                   + ("\n- …" if len(skipped) > 20 else ""))
     return ("\n".join(md), gr.update(value=str(path), visible=True), settings,
-            SRC_TRAINED, describe_settings(settings))
+            settings.source, describe_settings(settings))
 
 
 # --------------------------------------------------------------------------- Settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from lf_core.explainers import GROUPS, channel_labels
+from lf_core.layout import GROUPS, channel_labels
 
 FAKE, REAL, GREY = "#d6336c", "#1c7ed6", "#868e96"
 LOSS_COLOURS = {"pixel": "#1c7ed6", "perceptual": "#f59f00", "domain": "#37b24d", "total": "#495057"}
@@ -134,8 +134,9 @@ class LiveLossCurve:
         self.fig["layout"]["template"] = fig.layout.template.to_plotly_json()
 
     def update(self, history: list[dict]):
-        from gradio.components.plot import PlotData
         import json
+
+        from gradio.components.plot import PlotData
 
         xs = list(range(1, len(history) + 1))
         for trace, key in zip(self.fig["data"], self.keys):
@@ -148,7 +149,7 @@ ROW_GROUPS = {"coarse": "pose and face shape", "middle": "features", "fine": "co
 
 def row_names() -> list[str]:
     """Plain names of the 14 W+ rows: their group's meaning, then the row and resolution."""
-    from lf_core.explainers import group_of, layer_resolutions
+    from lf_core.layout import group_of, layer_resolutions
 
     return [f"{group_of(i)}: {ROW_GROUPS[group_of(i)]} · row {i}, {res[-1]} px"
             for i, res in enumerate(layer_resolutions())]

@@ -9,7 +9,6 @@ import numpy as np
 
 from lf_core.decision import decide, likelihood_ratio, prior_threshold
 
-
 DISPLAY_MAX = 720  # px, longest side of the annotated photo
 
 

@@ -38,7 +38,7 @@ log = logging.getLogger("lf.demo")
 # thread. Gradio runs each handler, and each step of a streaming handler, on whichever
 # worker thread is free, so torch work spread over its threads grows one team per thread;
 # on 2 cores an idle second team slows the busy one ~1.7x
-# (`python benchmarks/bench_threads.py`). So every model call of the demo runs on this
+# (`python benchmarks/speed/bench_threads.py`). So every model call of the demo runs on this
 # one thread; requests interleave on it step by step.
 _LANE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lf-torch")
 _END = object()
@@ -71,7 +71,7 @@ def warm_up() -> None:
             from lf_core import inversion as inv
 
             crop = np.full((256, 256, 3), 128, np.uint8)
-            inv.run(get_model(Settings.default()), crop, steps=2)
+            inv.invert(get_model(Settings.default()), crop, steps=2)
         except Exception as e:  # noqa: BLE001 - the first real request shows the error
             log.info("warm-up skipped: %s", e)
     _LANE.submit(work)
@@ -105,7 +105,7 @@ class Settings:
     trained_summary: str = ""
 
     @classmethod
-    def default(cls) -> "Settings":
+    def default(cls) -> Settings:
         det = os.environ.get("LF_DETECTOR") or str(DEFAULT_DETECTOR)
         return cls(weights=str(default_weights()), detector=det)
 

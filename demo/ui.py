@@ -266,6 +266,8 @@ def build_demo() -> gr.Blocks:
                                            file_types=[".zip"], type="filepath")
                         kind = gr.Radio([("logistic regression", "lr"), ("MLP-2", "mlp2")],
                                         value="lr", label="Classifier")
+                        anyway = gr.Checkbox(False, label="Use it even if it is no better "
+                                             "than chance", elem_id="lf-anyway")
                         trun = gr.Button("Train", variant="primary", elem_id="lf-train")
                     with gr.Column():
                         treport = gr.Markdown(elem_id="lf-treport")
@@ -287,7 +289,7 @@ def build_demo() -> gr.Blocks:
                      [sstatus, settings, header], api_name="settings")
         dsrc.input(H.apply_settings, [wpath, dpath, dsrc, settings],
                    [sstatus, settings, header], api_visibility="private")
-        trun.click(H.train, [real_files, fake_files, zip_file, kind, settings],
+        trun.click(H.train, [real_files, fake_files, zip_file, kind, anyway, settings],
                    [treport, tdown, settings, dsrc, header], api_name="train",
                    concurrency_id="heavy", show_progress_on=[treport])
 

@@ -117,10 +117,10 @@ def warp(img: np.ndarray, quad: np.ndarray, size: int = 256) -> np.ndarray:
     pad = np.maximum([-lo[0] + border, -lo[1] + border, hi[0] - w + border, hi[1] - h + border], 0)
     padded = pad.max() > border - 4
     if padded:
-        l, t, r, b = (int(p) for p in np.maximum(pad, max(np.rint(qsize * 0.3), 1.0)))
+        left, top, right, bottom = (int(p) for p in np.maximum(pad, max(np.rint(qsize * 0.3), 1.0)))
         mode = cv2.BORDER_REFLECT_101 if min(h, w) > 1 else cv2.BORDER_REPLICATE
-        im = cv2.copyMakeBorder(im, t, b, l, r, mode)  # = np.pad(..., 'reflect')
-        quad += (l, t)
+        im = cv2.copyMakeBorder(im, top, bottom, left, right, mode)  # = np.pad(..., 'reflect')
+        quad += (left, top)
 
     # Warp at 2x then area-downsample (FFHQ warps at 4x): cheap anti-aliasing.
     T = 2 * size
@@ -129,7 +129,8 @@ def warp(img: np.ndarray, quad: np.ndarray, size: int = 256) -> np.ndarray:
     out = cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
     if padded:  # the blend, computed on the output: size x size work only
         # FFHQ blurs by 0.02 * qsize source pixels = 0.02 * size output pixels
-        out = _pad_blend(out, crop_matrix(quad, size), im.shape[:2], (l, t, r, b), size * 0.02)
+        out = _pad_blend(out, crop_matrix(quad, size), im.shape[:2], (left, top, right, bottom),
+                          size * 0.02)
     return out
 
 

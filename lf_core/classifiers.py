@@ -27,9 +27,7 @@ balance, so the ratio is the posterior odds divided by the training prior odds; 
 from __future__ import annotations
 
 import inspect
-import json
 import math
-import os
 import time
 import warnings
 from pathlib import Path
@@ -37,10 +35,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from safetensors.numpy import save_file
 
-from lf_core.errors import LFError, WeightsError
-from lf_core.io import read_lf_file
+from .artifacts import read_lf_file, write_lf_file
+from .decision import check_open_unit, decide, likelihood_ratio, prior_threshold
+from .errors import InvalidValueError, LFError, WeightsError
 
 FORMAT = "latentforensics.classifier"
 VERSION = 1
@@ -48,51 +46,11 @@ CLASS_NAMES = ("real", "fake")  # label 0, label 1
 _META_KEY = "lf_classifier"
 
 
-class ClassifierInputError(LFError, ValueError):
-    """Training or prediction input the classifier cannot use (shapes, labels, prior)."""
+ClassifierInputError = InvalidValueError  # training or prediction input it cannot use
 
 
 class NotFittedError(LFError, RuntimeError):
     """The classifier was used before `fit` (or `load`)."""
-
-
-# --------------------------------------------------------------------------- decision rule
-
-
-def _check_open_unit(name: str, value: float) -> float:
-    value = float(value)
-    if not 0.0 < value < 1.0:  # also rejects NaN
-        raise ClassifierInputError(f"{name} must be strictly between 0 and 1, got {value!r}")
-    return value
-
-
-def likelihood_ratio(prob_fake, train_fake_share: float = 0.5):
-    """p(x|fake) / p(x|real) from a posterior p(fake|x) learnt under `train_fake_share`.
-
-    Posterior odds divided by the training prior odds (Bayes). prob_fake = 1 gives inf,
-    prob_fake = 0 gives 0. Returns a float for a scalar input, else an ndarray.
-    """
-    share = _check_open_unit("train_fake_share", train_fake_share)
-    p = np.asarray(prob_fake, dtype=np.float64)
-    if np.any(~((p >= 0.0) & (p <= 1.0))):
-        raise ClassifierInputError("prob_fake must lie in [0, 1] (and not be NaN)")
-    with np.errstate(divide="ignore"):
-        lr = (p / (1.0 - p)) / (share / (1.0 - share))
-    return float(lr) if lr.ndim == 0 else lr
-
-
-def decide(prob_fake, prior_fake: float = 0.5, train_fake_share: float = 0.5):
-    """True (fake) where p(x|fake) / p(x|real) >= pi_real / pi_fake.
-
-    prior_fake (pi_fake): expected share of fakes where the decision is made, in (0, 1).
-    With prior_fake == train_fake_share this is `prob_fake >= 0.5`; a small prior_fake
-    (fakes are rare) demands a much larger likelihood ratio.
-    Returns a bool for a scalar input, else a bool ndarray.
-    """
-    prior = _check_open_unit("prior_fake", prior_fake)
-    lr = likelihood_ratio(prob_fake, train_fake_share)
-    out = np.asarray(lr) >= (1.0 - prior) / prior
-    return bool(out) if out.ndim == 0 else out
 
 
 # --------------------------------------------------------------------------- base class
@@ -141,7 +99,7 @@ class LatentClassifier:
         return int(self.mean_.shape[0])
 
     # -- public API
-    def fit(self, X, y, groups=None) -> "LatentClassifier":
+    def fit(self, X, y, groups=None) -> LatentClassifier:
         """Train on codes X (N, 14, 512) or (N, D) with labels y (N,) in {0 real, 1 fake}.
 
         groups (N,), optional: e.g. source-video ids; models with an internal held-out
@@ -150,7 +108,7 @@ class LatentClassifier:
         """
         self._reset()
         X = self._select(_as_codes(X), fitting=True)  # (N, D) float32
-        y = _as_labels(y, len(X))
+        y = as_labels(y, len(X))
         if groups is not None:
             groups = np.asarray(groups)
             if groups.shape != (len(X),):
@@ -184,7 +142,7 @@ class LatentClassifier:
 
     def predict(self, X, prior_fake: float = 0.5) -> np.ndarray:
         """(N,) int, 1 = fake, by `decide` with the given expected share of fakes."""
-        _check_open_unit("prior_fake", prior_fake)
+        check_open_unit("prior_fake", prior_fake)
         p = self.predict_proba(X)[:, 1]
         return decide(p, prior_fake, self.train_fake_share_).astype(np.int64).reshape(-1)
 
@@ -219,18 +177,11 @@ class LatentClassifier:
             "train_info": _jsonable(self.train_info_),
             "metrics": self.metrics,
         }
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
         arrays = {k: np.ascontiguousarray(v) for k, v in {**arrays, **(extra or {})}.items()}
-        try:
-            save_file(arrays, str(tmp), metadata={_META_KEY: json.dumps(meta)})
-            os.replace(tmp, path)  # atomic: never a half-written model file
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return write_lf_file(path, arrays, _META_KEY, meta)  # atomic: never half a model file
 
     @classmethod
-    def load(cls, path) -> "LatentClassifier":
+    def load(cls, path) -> LatentClassifier:
         """Load a file written by `save`. On the base class, any kind; else that kind only."""
         meta, arrays = _read_file(path)
         kind = meta.get("kind")
@@ -244,7 +195,7 @@ class LatentClassifier:
         try:
             model = target(**meta["params"])
             model.input_shape_ = tuple(int(s) for s in meta["input_shape"])
-            model.train_fake_share_ = _check_open_unit("train_fake_share", meta["train_fake_share"])
+            model.train_fake_share_ = check_open_unit("train_fake_share", meta["train_fake_share"])
             model.train_info_ = dict(meta.get("train_info") or {})
             model.metrics = meta.get("metrics")
             mean, std = arrays.pop("mean"), arrays.pop("std")
@@ -327,7 +278,7 @@ class RandomForest(LatentClassifier):
     features), "sqrt", "log2", a count or a fraction. The paper fixes 1,500 gini trees, not
     this. On 8,281 DFDC codes "sqrt/2" fits in half the time of "sqrt" (299 vs 581 s) for
     a val AUC of 0.684 vs 0.690, and is what lets the four classifiers train on 12,000
-    codes in under 15 minutes (benchmarks/bench_classify.py; README, classifier training).
+    codes in under 15 minutes (benchmarks/speed/bench_classify.py; README, classifier training).
 
     max_samples: bootstrap sample size per tree (None = N, the paper's/sklearn's default;
     a fraction or a count). Fit time is roughly proportional to it, so e.g. 0.25 is the
@@ -584,7 +535,7 @@ def mean_logit(*ps) -> np.ndarray:
 # --------------------------------------------------------------------------- MLPs
 
 
-class _MLP(LatentClassifier):
+class MLP(LatentClassifier):
     """Fully connected net: Linear+ReLU per hidden layer, one sigmoid output, BCE loss.
 
     Paper: SGD, learning rate 5e-4. Deviations, so training reliably converges:
@@ -682,7 +633,7 @@ class _MLP(LatentClassifier):
 
     def _fit_one(self, Zt, yt, y, groups, seed):
         rng = np.random.default_rng(seed)
-        train, val = _holdout_split(y, groups, self.val_fraction, rng)
+        train, val = holdout_split(y, groups, self.val_fraction, rng)
         with torch.random.fork_rng(devices=[]):  # init and dropout masks follow the seed
             torch.manual_seed(seed)
             net = self._build_one(Zt.shape[1])
@@ -755,14 +706,14 @@ class _MeanLogit(torch.nn.Module):
         return torch.stack([m(x) for m in self.members]).mean(0)
 
 
-class MLP2(_MLP):
-    __doc__ = "MLP with one hidden layer of 512 units.\n\n" + _MLP.__doc__
+class MLP2(MLP):
+    __doc__ = "MLP with one hidden layer of 512 units.\n\n" + MLP.__doc__
     KIND = "mlp2"
     HIDDEN = (512,)
 
 
-class MLP5(_MLP):
-    __doc__ = "MLP with hidden layers 2048-512-512-512 (5 linear layers).\n\n" + _MLP.__doc__
+class MLP5(MLP):
+    __doc__ = "MLP with hidden layers 2048-512-512-512 (5 linear layers).\n\n" + MLP.__doc__
     KIND = "mlp5"
     HIDDEN = (2048, 512, 512, 512)
 
@@ -774,7 +725,7 @@ def _eval_loss(net, Z, y, loss_fn) -> float:
                      for s in range(0, len(Z), 4096)) / len(Z))
 
 
-def _holdout_split(y, groups, fraction, rng) -> tuple[np.ndarray, np.ndarray]:
+def holdout_split(y, groups, fraction, rng) -> tuple[np.ndarray, np.ndarray]:
     """(train_idx, val_idx): ~`fraction` held out, stratified by class, or whole groups."""
     if groups is not None and len(np.unique(groups)) >= 2:
         _, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
@@ -827,7 +778,7 @@ def _as_codes(X) -> np.ndarray:
     return X
 
 
-def _as_labels(y, n: int) -> np.ndarray:
+def as_labels(y, n: int) -> np.ndarray:
     y = np.asarray(y)
     if y.shape != (n,):
         raise ClassifierInputError(f"y must have shape ({n},) to match X, got {y.shape}")
@@ -921,5 +872,6 @@ CLASSIFIERS: dict[str, type[LatentClassifier]] = {"rf": RandomForest, "lr": LogR
 __all__ = [
     "CLASSIFIERS", "CLASS_NAMES", "ClassifierInputError", "LatentClassifier", "LogReg", "MLP2", "MLP5",
     "NotFittedError", "RandomForest", "decide", "likelihood_ratio", "load_classifier",
+    "prior_threshold",
     "mean_logit", "two_views",
 ]

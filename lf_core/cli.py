@@ -1,14 +1,18 @@
-"""`lf`: the command line. Every command only calls lf_core."""
+"""`lf`: the command line. Every command only calls lf_core.
+
+The product's commands (align, invert, predict) use the core only. The research commands
+(extract, train, evaluate, bench, train-generator, train-vqvae) import lf_core.lab inside
+their functions, and their options, whose defaults come from lf_core.lab's configs, are
+added to the parser only when that command runs (or when the whole parser is asked for).
+"""
 
 import argparse
+import dataclasses
+import inspect
 import json
 import os
 import sys
 from pathlib import Path
-
-import numpy as np
-
-from .bench import CNNS, BenchConfig
 
 MLPS = ("mlp2", "mlp5")  # the options --members and --half apply to
 
@@ -21,13 +25,6 @@ EXIT_CODES = """exit codes:
   5  weights missing, unknown or unsafe, or a detector trained on another model's codes
   130 interrupted
 """
-
-
-def atomic_npz(path, **arrays):
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
 
 
 def cmd_align(a):
@@ -46,14 +43,15 @@ def cmd_align(a):
 def cmd_invert(a):
     from . import inversion as inv
     from .alignment import align
+    from .artifacts import atomic_savez
     from .io import load_image, save_image
     from .model import load_model
 
     passes = _passes(a)
     model = load_model(a.weights)
     face = align(load_image(a.image), max_faces=1)[0]
-    r = inv.run(model, face.crop, steps=a.steps, seed=a.seed, passes=passes)
-    atomic_npz(a.output, w=r.w, steps=r.steps, psnr=r.psnr, weights=model.name)
+    r = inv.invert(model, face.crop, steps=a.steps, seed=a.seed, passes=passes)
+    atomic_savez(a.output, w=r.w, steps=r.steps, psnr=r.psnr, weights=model.name)
     if a.recon:
         save_image(r.image, a.recon)
     print(f"{a.output}\tW+ {tuple(r.w.shape)}, {r.steps} steps, PSNR {r.psnr:.2f} dB, "
@@ -62,9 +60,9 @@ def cmd_invert(a):
 
 
 def cmd_predict(a):
-    from .detect import predict_image, predict_video
     from .io import is_video
     from .model import load_model
+    from .pipeline import predict_image, predict_video
 
     model = load_model(a.weights)
     if is_video(a.input):
@@ -86,8 +84,12 @@ def cmd_predict(a):
         print(json.dumps(res.to_json(), indent=1))
     else:
         for i, f in enumerate(res.faces):
-            print(f"{a.input} face {i}: {f.verdict.upper()} (p_fake {f.prob_fake:.3f}, "
-                  f"LR {f.likelihood_ratio:.2f}, prior {a.prior}, {f.steps} steps)")
+            near = f" most like {f.nearest_source}," if f.nearest_source else ""
+            why = " (unlike the faces the detector was trained on: no verdict)" \
+                if f.verdict == "unsure" else ""
+            print(f"{a.input} face {i}: {f.verdict.upper()}{why} (p_fake {f.prob_fake:.3f}, "
+                  f"LR {f.likelihood_ratio:.2f}, prior {a.prior},{near} codes after "
+                  f"{f.verdict_steps} steps)")
     return 0
 
 
@@ -99,7 +101,7 @@ def _say_notes(notes):
 
 
 def cmd_train_generator(a):
-    from .train_gen import TrainConfig, pack_faces, train, unpack_faces
+    from .lab.train_gen import TrainConfig, pack_faces, train, unpack_faces
 
     if a.pack_to:
         pack_faces(a.out, a.pack_to)
@@ -110,12 +112,12 @@ def cmd_train_generator(a):
     train(TrainConfig(out=a.out, hours=a.hours, steps=a.steps, batch=a.batch, seed=a.seed,
                       threads=a.threads, lr=a.lr, lr_end=a.lr_end, cooldown=a.cooldown,
                       encoder_only=a.encoder_only, device=a.device or "",
-                      **({} if a.diverge_db is None else {"diverge_db": a.diverge_db})))
+                      diverge_db=a.diverge_db))
     return 0
 
 
 def cmd_train_vqvae(a):
-    from .vqvae import train_vqvae
+    from .lab.train_vqvae import train_vqvae
 
     train_vqvae(out=a.out, hours=a.hours, steps=a.steps, batch=a.batch, seed=a.seed,
                 threads=a.threads, lr=a.lr, cache=a.cache)
@@ -124,9 +126,15 @@ def cmd_train_vqvae(a):
 
 def cmd_extract(a):
     from .errors import LFError
-    from .extract import extract, load_codes
-    from .projectors import (PLANNED, CropProjector, PCAProjector, StyleGANProjector,
-                             VQVAEProjector, load_projector)
+    from .lab.extract import extract, load_codes
+    from .lab.projectors import (
+        PLANNED,
+        CropProjector,
+        PCAProjector,
+        StyleGANProjector,
+        VQVAEProjector,
+        load_projector,
+    )
 
     if a.projector in PLANNED:
         raise LFError(PLANNED[a.projector])
@@ -153,13 +161,15 @@ def cmd_extract(a):
                   mirror=a.mirror, progress=not a.quiet)
     c = load_codes(out, partial=True)
     print(f"{out}\t{len(c)} codes {tuple(c.codes.shape[1:])}"
-          f"{' (+ their mirror images)' if c.mirror is not None else ''} of {c.meta['n_items']} faces "
+          f"{' (+ their mirror images)' if c.mirror is not None else ''} "
+          f"of {c.meta['n_items']} faces "
           f"({c.meta['n_failed']} did not align: {out / 'failed.csv'}); {c.projector['name']}")
     return 0
 
 
 def cmd_train(a):
-    from .evaluate import train_detector
+    from .lab.bench import CNNS
+    from .lab.evaluate import train_detector
 
     if a.classifier in CNNS:
         return _train_cnn(a)
@@ -185,7 +195,9 @@ def cmd_train(a):
         from .classifiers import CLASSIFIERS
 
         params.update(CLASSIFIERS[a.classifier].REGULARISED)
-    clf = train_detector(a.codes, a.classifier, a.output, split=a.split, channels=a.channels,
+    if len(a.codes) > 1 or a.real_only:
+        return _train_sources(a, params)
+    clf = train_detector(a.codes[0], a.classifier, a.output, split=a.split, channels=a.channels,
                          seed=a.seed, params=params or None, half=a.half)
     m = clf.metrics
     val = m.get("val")
@@ -199,19 +211,36 @@ def cmd_train(a):
     return 0
 
 
+def _train_sources(a, params):
+    """lf train CODES CODES ... [--real-only CODES]: one detector on several sources."""
+    from .lab.sources import train_sources
+
+    if a.split != "train" or a.channels:
+        raise SystemExit(_usage_error("several sources train on their train split, all rows"))
+    det = train_sources(a.codes, a.classifier, a.output, real_only=a.real_only or (),
+                        seed=a.seed, params=params or None, half=a.half)
+    m = det.meta
+    print(f"{a.output}\t{det.describe()}: {m['n_train']} faces and their mirrors "
+          f"({m['n_real']} real, {m['n_fake']} fake); temperature {det.temperature:.2f}; "
+          "held-out figures in its header (lf_core.Detector.heldout)")
+    return 0
+
+
 def _train_cnn(a):
     """lf train CROPS --classifier meso4|efficientnet_b0|xception: a CNN baseline from scratch."""
-    from .baselines import train_baseline
+    from .lab.baselines import train_baseline
+    from .lab.bench import BenchConfig
 
     for flag, v in (("--channels", a.channels), ("--trees", a.trees),
                     ("--max-features", a.max_features), ("--members", a.members),
                     ("--C", a.C), ("--half", a.half or None),
                     ("--regularise", a.regularise or None)):
         if v is not None:
-            raise SystemExit(_usage_error(f"{flag} is for the latent classifiers, not {a.classifier}"))
+            raise SystemExit(_usage_error(
+                f"{flag} is for the latent classifiers, not {a.classifier}"))
     kw = {"arch_kw": a.xception} if a.classifier == "xception" else {}
     epochs = BenchConfig.cnn_epochs if a.epochs is None else a.epochs
-    det = train_baseline(a.codes, a.classifier, a.output, split=a.split, seed=a.seed,
+    det = train_baseline(a.codes[0], a.classifier, a.output, split=a.split, seed=a.seed,
                          max_epochs=epochs, progress=True, **kw)
     m, info = det.metrics, det.train_info_
     print(f"{a.output}\t{det!r} on {m['n_train']} crops ({m['n_real']} real, {m['n_fake']} fake, "
@@ -220,24 +249,15 @@ def _train_cnn(a):
     return 0
 
 
-def _is_cnn_file(path) -> bool:
-    """A CNN baseline file (lf train --classifier meso4|...) rather than a latent classifier."""
-    from safetensors import safe_open
-
-    from .baselines import _META_KEY
-
-    try:
-        with safe_open(str(path), framework="np") as f:
-            return _META_KEY in (f.metadata() or {})
-    except Exception:  # not a safetensors file: the latent loader names the problem
-        return False
-
-
 def cmd_evaluate(a):
-    from .evaluate import evaluate_detector, report, write_predictions
+    from .artifacts import has_lf_header
+    from .lab.baselines import META_KEY
+    from .lab.evaluate import evaluate_detector, report, write_predictions
 
-    if _is_cnn_file(a.detector):
-        from .baselines import evaluate_baseline
+    # a CNN baseline file (lf train --classifier meso4|...) rather than a latent classifier;
+    # a file that is neither goes to the latent loader, which names the problem
+    if has_lf_header(a.detector, META_KEY):
+        from .lab.baselines import evaluate_baseline
 
         res = evaluate_baseline(a.input, a.detector, split=a.split, prior_fake=a.prior,
                                 bootstrap=a.bootstrap, work=a.work,
@@ -263,7 +283,7 @@ def _names(text):
 def cmd_bench(a):
     import torch
 
-    from .bench import BenchConfig, run_bench
+    from .lab.bench import BenchConfig, run_bench
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -296,19 +316,216 @@ def _passes(a) -> int:
     return a.passes
 
 
-def _run_args(s, out, batch, lr):
-    """The options every resumable training command shares."""
-    s.add_argument("--out", default=out, help="run folder (checkpoint, log, exported file)")
-    s.add_argument("--hours", type=float, default=1.0, help="this run's time budget")
-    s.add_argument("--steps", type=_at_least(0), default=0,
+def _run_args(s, d):
+    """The options every resumable training command shares; defaults from `d`."""
+    s.add_argument("--out", default=d["out"], help="run folder (checkpoint, log, exported file)")
+    s.add_argument("--hours", type=float, default=d["hours"], help="this run's time budget")
+    s.add_argument("--steps", type=_at_least(0), default=d["steps"],
                    help="stop at this total step count, resumed steps included (0: --hours)")
-    s.add_argument("--batch", type=_at_least(1), default=batch)
+    s.add_argument("--batch", type=_at_least(1), default=d["batch"])
+    s.add_argument("--seed", type=_at_least(0), default=d["seed"])
+    s.add_argument("--threads", type=_at_least(0), default=d["threads"],
+                   help="torch threads (0: torch's default)")
+    s.add_argument("--lr", type=float, default=d["lr"])
+
+
+def defaults(obj) -> dict:
+    """Default values of a dataclass's fields or of a function's keyword arguments: the
+    parser takes them from the code that uses them, so they are written once."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(obj)
+                if (f.default, f.default_factory) != (dataclasses.MISSING,) * 2}
+    return {k: p.default for k, p in inspect.signature(obj).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _train_generator_args(s):
+    from .lab.train_gen import TrainConfig
+
+    d = defaults(TrainConfig)
+    _run_args(s, d)
+    s.add_argument("--lr-end", type=float, default=d["lr_end"],
+                   help="lr at the end of this run (cosine cool-down)")
+    s.add_argument("--cooldown", type=float, default=d["cooldown"],
+                   help="share of this run's --hours spent cooling the lr down (0: constant)")
+    s.add_argument("--encoder-only", action="store_true",
+                   help="freeze the generator and train the encoder alone (its inversions)")
+    s.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when there is one)")
+    s.add_argument("--diverge-db", type=float, default=d["diverge_db"],
+                   help="stop, saving nothing, when validation PSNR falls this many dB below "
+                        "the run's best (default %(default)g; 0: never)")
+    s.add_argument("--pack-to", metavar="FILE",
+                   help="write OUT's face caches as one WebP .npz (~3 KB a face) and exit")
+    s.add_argument("--from-pack", metavar="FILE",
+                   help="train on a --pack-to file (a machine without ../shared)")
+
+
+def _train_vqvae_args(s):
+    from .lab.train_vqvae import train_vqvae
+
+    d = defaults(train_vqvae)
+    _run_args(s, d)
+    s.add_argument("--cache", default=d["cache"], help="folder of the aligned face cache")
+
+
+def _extract_args(s):
+    from .lab.extract import extract
+    from .lab.projectors import CropProjector, PCAProjector
+
+    d, pca, crops = defaults(extract), defaults(PCAProjector), defaults(CropProjector)
+    s.add_argument("manifest")
+    s.add_argument("--projector", choices=["stylegan", "pca", "vqvae", "crops"], default="stylegan",
+                   help="stylegan: W+ (14, 512); pca: pixels' principal components, fitted on "
+                   "the real train-split faces; vqvae: codebook indices (1280,) of a VQ-VAE-2 "
+                   "trained by lf train-vqvae; crops: the aligned faces themselves, for the CNN "
+                   "baselines (lf train --classifier meso4|efficientnet_b0|xception)")
+    s.add_argument("--steps", type=_at_least(0), default=0,
+                   help="stylegan: inversion steps (0 = encoder only)")
+    s.add_argument("--passes", type=_at_least(0), default=0, help="stylegan: " + PASSES_HELP)
+    s.add_argument("--weights", help="stylegan: generator checkpoint (default: embedded model)")
+    s.add_argument("--components", type=_at_least(1), default=pca["n_components"],
+                   help="pca: number of components")
+    s.add_argument("--pca-size", type=_at_least(1), default=pca["size"],
+                   help="pca: crops downsampled to this size")
+    s.add_argument("--pca", help="pca: a fitted projector .safetensors to use instead of fitting")
+    s.add_argument("--crop-size", type=_at_least(1), default=crops["size"],
+                   help="crops: side in pixels (16-256)")
+    s.add_argument("--fit-limit", type=_at_least(1), default=d["fit_limit"],
+                   help="pca: fit on at most N faces")
+    s.add_argument("--projector-file", help="vqvae: the trained projector (default "
+                   "runs/vqvae/vqvae.safetensors, from lf train-vqvae)")
+    s.add_argument("--limit", type=_at_least(1),
+                   help="first N faces only (rerun without it to go on)")
+    s.add_argument("--split", choices=["train", "val", "test", "all"], default="all",
+                   help="only the faces of this group split")
+    s.add_argument("--batch", type=_at_least(1), default=d["batch"], help="faces per chunk file")
+    s.add_argument("--prealigned", action="store_true",
+                   help="images are FFHQ-aligned already: resize to 256 px, no face detection")
+    s.add_argument("--overwrite", action="store_true", help="discard codes already in CODES")
+    s.add_argument("--mirror", action="store_true", help="also the codes of every face flipped "
+                   "left-right: lf train then fits on both views, and the detector averages "
+                   "a face and its mirror (twice the projection time)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.add_argument("-o", "--output", required=True, help="CODES folder")
+
+
+def _train_args(s):
+    from .classifiers import CLASSIFIERS
+    from .lab.bench import CNNS, BenchConfig
+
+    cfg = BenchConfig(manifest="")
+    xception = _xception_text(cfg.cnn_kw["xception"])
+    s.add_argument("codes", nargs="+", help="CODES folder from lf extract (a crops folder for "
+                   "the CNNs); several: one detector on all these sources (lf extract --mirror), "
+                   "with a domain record for its 'unsure' verdict")
+    s.add_argument("--real-only", action="append", metavar="CODES",
+                   help="a further source whose faces are all real whatever its manifest says "
+                        "(e.g. LFW, which has no label column); repeatable")
+    s.add_argument("--classifier", choices=[*CLASSIFIERS, *CNNS], default="lr",
+                   help="a latent classifier, or a CNN baseline trained from scratch on the "
+                   "aligned crops of lf extract --projector crops")
+    s.add_argument("--split", choices=["train", "val", "test", "all"], default="train",
+                   help="train on the faces of this group split")
+    s.add_argument("--channels", help="W+ rows to use, e.g. 8-11 or 0,3 (default: all)")
+    s.add_argument("--trees", type=_at_least(1),
+                   help="random forest size (default 1500, the paper's)")
+    s.add_argument("--max-features", type=max_features, metavar="{sqrt/2,sqrt,log2,N}",
+                   help="features tried per forest split (default sqrt/2: half of sklearn's "
+                   "sqrt, twice as fast; see README, classifier training time)")
+    s.add_argument("--C", type=_lr_C, metavar="{auto,C}", help="logistic regression: the "
+                   "inverse regularisation strength, or auto (default): picked among "
+                   "0.0001 ... 0.1 "
+                   "by 3-fold cross-validation over the training groups")
+    s.add_argument("--members", type=_at_least(1), help="MLPs: average this many nets, fitted with "
+                   "seeds SEED, SEED+1, ... (default 1, the paper's single net)")
+    s.add_argument("--half", action="store_true", help="MLPs: store the weights as float16 "
+                   "(half the file; probabilities move by ~1e-4)")
+    s.add_argument("--regularise", action="store_true", help="MLPs: dropout 0.2 on the code and "
+                   "0.5 after each hidden layer, AdamW (lr 0.0001, weight decay 0.01) instead of "
+                   "the paper's plain SGD (lr 5e-4), and early stopping after 8 epochs "
+                   "without progress "
+                   "(not 3): the default detector's recipe")
+    s.add_argument("--epochs", type=_at_least(1), help="CNNs: at most this many epochs (default "
+                   f"{cfg.cnn_epochs}; "
+                   "early stopping on 10%% of the training groups). A checkpoint OUTPUT.ckpt "
+                   "is written after each epoch: the same command resumes a killed fit, and "
+                   "one with more epochs trains on")
+    s.add_argument("--xception", type=_xception_arg, default=xception,
+                   help="CNNs: Xception width,middle blocks (default %(default)s, lf bench's "
+                   "compact variant; 1,8: the full network)")
     s.add_argument("--seed", type=_at_least(0), default=0)
-    s.add_argument("--threads", type=_at_least(0), default=0, help="torch threads (0: torch's default)")
-    s.add_argument("--lr", type=float, default=lr)
+    s.add_argument("-o", "--output", required=True, help="detector .safetensors")
 
 
-def parser():
+def _evaluate_args(s):
+    from .lab.evaluate import evaluate_detector
+
+    d = defaults(evaluate_detector)
+    s.add_argument("input", metavar="MANIFEST_OR_CODES")
+    s.add_argument("--detector", required=True, help="detector .safetensors (lf train)")
+    s.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
+    s.add_argument("--prior", type=prior, default=0.5, help="expected share of fakes, in (0, 1)")
+    s.add_argument("--work", help="manifest input: keep the extracted codes here (resumable)")
+    s.add_argument("--batch", type=_at_least(1), default=d["batch"])
+    s.add_argument("--predictions", help="also write path,label,group,prob_fake,pred CSV here")
+    s.add_argument("--json", action="store_true", help="everything as JSON, with predictions")
+    s.add_argument("--bootstrap", type=_at_least(0), default=0, metavar="B",
+                   help="95%% interval of the AUC from B resamples of the source videos")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _bench_args(s):
+    from .lab.bench import BenchConfig
+
+    c = BenchConfig(manifest="")
+    s.add_argument("manifest")
+    s.add_argument("--name", default=c.name, help="the section of RESULTS.md")
+    s.add_argument("--work", help="cache folder (default runs/bench/NAME)")
+    s.add_argument("--out-dir", default="benchmarks", help="where results/ and RESULTS.md go")
+    s.add_argument("--projectors", default=",".join(c.projectors),
+                   help="'' for none; stylegan-K: StyleGAN codes after K inversion steps")
+    s.add_argument("--vqvae", default=None, help="VQ-VAE-2 projector file (lf train-vqvae); "
+                   "without it the vqvae rows are skipped")
+    s.add_argument("--weights", help="generator checkpoint (default: embedded model)")
+    s.add_argument("--prealigned", action="store_true", help="FFHQ-aligned images: no detection")
+    s.add_argument("--classifiers", default=",".join(c.classifiers),
+                   help="latent classifiers (mlp2-reg: MLP-2 trained as lf train --regularise)")
+    s.add_argument("--cnns", default=",".join(c.cnns), help="'' for none")
+    s.add_argument("--cnn-epochs", type=_at_least(1), default=c.cnn_epochs)
+    s.add_argument("--xception", type=_xception_arg, default=_xception_text(c.cnn_kw["xception"]),
+                   help="Xception width,middle blocks (1,8: full)")
+    s.add_argument("--rf-trees", type=_at_least(1), default=c.rf_trees)
+    s.add_argument("--rf-max-features", type=max_features, default=c.rf_max_features,
+                   help="forest features per split (default sqrt, sklearn's: the paper's "
+                   "replication)")
+    s.add_argument("--recon-faces", type=_at_least(1), default=c.recon_faces)
+    s.add_argument("--recon-steps", type=_at_least(0), default=c.recon_steps)
+    s.add_argument("--recon-steps-faces", type=_at_least(1), default=c.recon_steps_faces,
+                   help="faces for the k-step reconstruction row (at 100 steps ~9 s each "
+                        "on 2 cores)")
+    s.add_argument("--channel-rf-trees", type=_at_least(1), default=c.channel_rf_trees)
+    s.add_argument("--channel-classifiers", default=",".join(c.channel_classifiers),
+                   help="classifiers of the per-row accuracy ('' for none)")
+    s.add_argument("--fewshot", type=_group_counts, default=",".join(map(str, c.fewshot_groups)),
+                   help="training groups; 0 = all")
+    s.add_argument("--fewshot-draws", type=_at_least(1), default=c.fewshot_draws,
+                   help="draws of the groups per few-shot size (all groups: one fit)")
+    s.add_argument("--seeds", type=_at_least(1), default=c.seeds,
+                   help="fits of the best latent row for its seed spread (1: none)")
+    s.add_argument("--cnn-seeds", type=_at_least(1), default=c.cnn_seeds,
+                   help="fits of the best CNN for its seed spread (1: none; each costs a "
+                   "CNN training)")
+    s.add_argument("--bootstrap", type=_at_least(0), default=c.bootstrap,
+                   help="resamples of the test groups: AUC intervals, latent vs CNN (0: none)")
+    s.add_argument("--redo", help="sections to recompute: codes,table,recon,channels,fewshot,seeds")
+    s.add_argument("--seed", type=_at_least(0), default=c.seed)
+    s.add_argument("--threads", type=_at_least(0), default=0)
+
+
+def parser(cmd=None):
+    """The `lf` parser. A research command's options are added only when `cmd` is that
+    command, or None (the whole parser): they import lf_core.lab for their defaults."""
     p = argparse.ArgumentParser(
         prog="lf", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="LatentForensics: real or deepfake, from a face's StyleGAN latent code.",
@@ -331,171 +548,64 @@ def parser():
     s.add_argument("--seed", type=_at_least(0), default=0)
     s.set_defaults(fn=cmd_invert)
 
-    s = sub.add_parser("predict", help="real or fake, for an image or a video")
+    s = sub.add_parser("predict", help="real, fake or unsure, for an image or a video",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="The verdict is computed on the codes the detector was "
+                       "trained on; --steps only sets the inversion of the reconstruction.")
     s.add_argument("input", help="image or video (mp4, mov, avi, mkv, webm)")
-    s.add_argument("--steps", type=_at_least(0), default=0, help="inversion steps (0 = encoder only)")
+    s.add_argument("--steps", type=_at_least(0), default=0,
+                   help="inversion steps of the reconstruction (0 = encoder only)")
     s.add_argument("--prior", type=prior, default=0.5, help="expected share of fakes, in (0, 1)")
     s.add_argument("--every", type=_at_least(1), default=10, help="video: score every Nth frame")
-    s.add_argument("--json", action="store_true")
-    s.add_argument("--weights", help="generator checkpoint (default: embedded model)")
-    s.add_argument("--detector", help="detector .safetensors (default: embedded)")
+    s.add_argument("--json", action="store_true",
+                   help="print the whole result as JSON (per face: verdict, p_fake, likelihood "
+                        "ratio, nearest training source, timings)")
+    s.add_argument("--weights", help="generator checkpoint (default: the embedded model)")
+    s.add_argument("--detector", help="detector .safetensors (default: $LF_DETECTOR or "
+                   "weights/detector-default.safetensors)")
     s.set_defaults(fn=cmd_predict)
 
-    s = sub.add_parser("train-generator", help="train the embedded compact generator + encoder")
-    _run_args(s, out="runs/gen", batch=8, lr=1e-3)
-    s.add_argument("--lr-end", type=float, default=1e-4,
-                   help="lr at the end of this run (cosine cool-down)")
-    s.add_argument("--cooldown", type=float, default=0.5,
-                   help="share of this run's --hours spent cooling the lr down (0: constant)")
-    s.add_argument("--encoder-only", action="store_true",
-                   help="freeze the generator and train the encoder alone (its inversions)")
-    s.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when there is one)")
-    s.add_argument("--diverge-db", type=float,
-                   help="stop, saving nothing, when validation PSNR falls this many dB below "
-                        "the run's best (default 3; 0: never)")
-    s.add_argument("--pack-to", metavar="FILE",
-                   help="write OUT's face caches as one WebP .npz (~3 KB a face) and exit")
-    s.add_argument("--from-pack", metavar="FILE",
-                   help="train on a --pack-to file (a machine without ../shared)")
-    s.set_defaults(fn=cmd_train_generator)
-
-    s = sub.add_parser("train-vqvae", help="train the VQ-VAE-2 projector on the cached real faces",
-                       description="Train the compact VQ-VAE-2 of the vqvae projector on the "
-                       "real faces aligned by train-generator (CACHE/faces_train.npy); resumes "
-                       "from OUT/last.pt and writes OUT/vqvae.safetensors.")
-    _run_args(s, out="runs/vqvae", batch=16, lr=3e-4)
-    s.add_argument("--cache", default="runs/gen", help="folder of the aligned face cache")
-    s.set_defaults(fn=cmd_train_vqvae)
-
-    s = sub.add_parser("extract", help="align + project the faces of a manifest into codes",
-                       description="Align every face of MANIFEST (path,label[,group]) and "
-                       "project it into a code; writes the CODES folder (chunk files, "
-                       "meta.json, failed.csv). Rerun the same command to resume.")
-    s.add_argument("manifest")
-    s.add_argument("--projector", choices=["stylegan", "pca", "vqvae", "crops"], default="stylegan",
-                   help="stylegan: W+ (14, 512); pca: pixels' principal components, fitted on "
-                   "the real train-split faces; vqvae: codebook indices (1280,) of a VQ-VAE-2 "
-                   "trained by lf train-vqvae; crops: the aligned faces themselves, for the CNN "
-                   "baselines (lf train --classifier meso4|efficientnet_b0|xception)")
-    s.add_argument("--steps", type=_at_least(0), default=0, help="stylegan: inversion steps (0 = encoder only)")
-    s.add_argument("--passes", type=_at_least(0), default=0, help="stylegan: " + PASSES_HELP)
-    s.add_argument("--weights", help="stylegan: generator checkpoint (default: embedded model)")
-    s.add_argument("--components", type=_at_least(1), default=512, help="pca: number of components")
-    s.add_argument("--pca-size", type=_at_least(1), default=64, help="pca: crops downsampled to this size")
-    s.add_argument("--pca", help="pca: a fitted projector .safetensors to use instead of fitting")
-    s.add_argument("--crop-size", type=_at_least(1), default=256, help="crops: side in pixels (16-256)")
-    s.add_argument("--fit-limit", type=_at_least(1), default=5000, help="pca: fit on at most N faces")
-    s.add_argument("--projector-file", help="vqvae: the trained projector (default "
-                   "runs/vqvae/vqvae.safetensors, from lf train-vqvae)")
-    s.add_argument("--limit", type=_at_least(1), help="first N faces only (rerun without it to go on)")
-    s.add_argument("--split", choices=["train", "val", "test", "all"], default="all",
-                   help="only the faces of this group split")
-    s.add_argument("--batch", type=_at_least(1), default=32, help="faces per chunk file")
-    s.add_argument("--prealigned", action="store_true",
-                   help="images are FFHQ-aligned already: resize to 256 px, no face detection")
-    s.add_argument("--overwrite", action="store_true", help="discard codes already in CODES")
-    s.add_argument("--mirror", action="store_true", help="also the codes of every face flipped "
-                   "left-right: lf train then fits on both views, and the detector averages "
-                   "a face and its mirror (twice the projection time)")
-    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    s.add_argument("-o", "--output", required=True, help="CODES folder")
-    s.set_defaults(fn=cmd_extract)
-
-    s = sub.add_parser("train", help="train a detector on extracted codes")
-    s.add_argument("codes", help="CODES folder from lf extract (a crops folder for the CNNs)")
-    s.add_argument("--classifier", choices=["rf", "lr", "mlp2", "mlp5", *CNNS], default="lr",
-                   help="a latent classifier, or a CNN baseline trained from scratch on the "
-                   "aligned crops of lf extract --projector crops")
-    s.add_argument("--split", choices=["train", "val", "test", "all"], default="train",
-                   help="train on the faces of this group split")
-    s.add_argument("--channels", help="W+ rows to use, e.g. 8-11 or 0,3 (default: all)")
-    s.add_argument("--trees", type=_at_least(1), help="random forest size (default 1500, the paper's)")
-    s.add_argument("--max-features", type=_max_features, metavar="{sqrt/2,sqrt,log2,N}",
-                   help="features tried per forest split (default sqrt/2: half of sklearn's "
-                   "sqrt, twice as fast; see README, classifier training time)")
-    s.add_argument("--C", type=_lr_C, metavar="{auto,C}", help="logistic regression: the "
-                   "inverse regularisation strength, or auto (default): picked among 0.0001 ... 0.1 "
-                   "by 3-fold cross-validation over the training groups")
-    s.add_argument("--members", type=_at_least(1), help="MLPs: average this many nets, fitted with "
-                   "seeds SEED, SEED+1, ... (default 1, the paper's single net)")
-    s.add_argument("--half", action="store_true", help="MLPs: store the weights as float16 "
-                   "(half the file; probabilities move by ~1e-4)")
-    s.add_argument("--regularise", action="store_true", help="MLPs: dropout 0.2 on the code and "
-                   "0.5 after each hidden layer, AdamW (lr 0.0001, weight decay 0.01) instead of "
-                   "the paper's plain SGD (lr 5e-4), and early stopping after 8 epochs without progress "
-                   "(not 3): the default detector's recipe")
-    s.add_argument("--epochs", type=_at_least(1), help="CNNs: at most this many epochs (default 10; "
-                   "early stopping on 10%% of the training groups). A checkpoint OUTPUT.ckpt "
-                   "is written after each epoch: the same command resumes a killed fit, and "
-                   "one with more epochs trains on")
-    s.add_argument("--xception", type=_xception_arg, default="0.5,4", help="CNNs: Xception width,middle blocks "
-                   "(default 0.5,4, lf bench's compact variant; 1,8: the full network)")
-    s.add_argument("--seed", type=_at_least(0), default=0)
-    s.add_argument("-o", "--output", required=True, help="detector .safetensors")
-    s.set_defaults(fn=cmd_train)
-
-    s = sub.add_parser("evaluate", help="accuracy, AUC, EER... of a detector on a split",
-                       description="Metrics of DETECTOR on the faces of a split. A manifest is "
-                       "first extracted with the detector's own projector.")
-    s.add_argument("input", metavar="MANIFEST_OR_CODES")
-    s.add_argument("--detector", required=True, help="detector .safetensors (lf train)")
-    s.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
-    s.add_argument("--prior", type=prior, default=0.5, help="expected share of fakes, in (0, 1)")
-    s.add_argument("--work", help="manifest input: keep the extracted codes here (resumable)")
-    s.add_argument("--batch", type=_at_least(1), default=32)
-    s.add_argument("--predictions", help="also write path,label,group,prob_fake,pred CSV here")
-    s.add_argument("--json", action="store_true", help="everything as JSON, with predictions")
-    s.add_argument("--bootstrap", type=_at_least(0), default=0, metavar="B",
-                   help="95%% interval of the AUC from B resamples of the source videos")
-    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    s.set_defaults(fn=cmd_evaluate)
-
-    s = sub.add_parser("bench", help="the paper's experiments on a manifest -> benchmarks/RESULTS.md",
-                       description="Extract codes per projector, Table 1 (projector x classifier "
-                       "and CNN rows), reconstruction quality with 95%% CIs, accuracy per W+ "
-                       "row, few-shot curve. Cached in WORK/results.json (a rerun resumes); "
-                       "writes benchmarks/results/NAME.json and rebuilds benchmarks/RESULTS.md.")
-    s.add_argument("manifest")
-    s.add_argument("--name", default="dfdc", help="the section of RESULTS.md")
-    s.add_argument("--work", help="cache folder (default runs/bench/NAME)")
-    s.add_argument("--out-dir", default="benchmarks", help="where results/ and RESULTS.md go")
-    s.add_argument("--projectors", default="stylegan,pca,vqvae",
-                   help="'' for none; stylegan-K: StyleGAN codes after K inversion steps")
-    s.add_argument("--vqvae", default=None, help="VQ-VAE-2 projector file (lf train-vqvae); "
-                   "without it the vqvae rows are skipped")
-    s.add_argument("--weights", help="generator checkpoint (default: embedded model)")
-    s.add_argument("--prealigned", action="store_true", help="FFHQ-aligned images: no detection")
-    s.add_argument("--classifiers", default=",".join(BenchConfig.classifiers),
-                   help="latent classifiers (mlp2-reg: MLP-2 trained as lf train --regularise)")
-    s.add_argument("--cnns", default="meso4,efficientnet_b0,xception", help="'' for none")
-    s.add_argument("--cnn-epochs", type=_at_least(1), default=10)
-    s.add_argument("--xception", type=_xception_arg, default="0.5,4", help="Xception width,middle blocks (1,8: full)")
-    s.add_argument("--rf-trees", type=_at_least(1), default=1500)
-    s.add_argument("--rf-max-features", type=_max_features, default="sqrt",
-                   help="forest features per split (default sqrt, sklearn's: the paper's replication)")
-    s.add_argument("--recon-faces", type=_at_least(1), default=250)
-    s.add_argument("--recon-steps", type=_at_least(0), default=100)
-    s.add_argument("--recon-steps-faces", type=_at_least(1), default=BenchConfig.recon_steps_faces,
-                   help="faces for the k-step reconstruction row (at 100 steps ~9 s each "
-                        "on 2 cores)")
-    s.add_argument("--channel-rf-trees", type=_at_least(1), default=300)
-    s.add_argument("--channel-classifiers", default="rf,mlp5",
-                   help="classifiers of the per-row accuracy ('' for none)")
-    s.add_argument("--fewshot", type=_group_counts, default="50,100,500,0", help="training groups; 0 = all")
-    s.add_argument("--fewshot-draws", type=_at_least(1), default=5,
-                   help="draws of the groups per few-shot size (all groups: one fit)")
-    s.add_argument("--seeds", type=_at_least(1), default=3,
-                   help="fits of the best latent row for its seed spread (1: none)")
-    s.add_argument("--cnn-seeds", type=_at_least(1), default=3,
-                   help="fits of the best CNN for its seed spread (1: none; each costs a "
-                   "CNN training)")
-    s.add_argument("--bootstrap", type=_at_least(0), default=2000,
-                   help="resamples of the test groups: AUC intervals, latent vs CNN (0: none)")
-    s.add_argument("--redo", help="sections to recompute: codes,table,recon,channels,fewshot,seeds")
-    s.add_argument("--seed", type=_at_least(0), default=0)
-    s.add_argument("--threads", type=_at_least(0), default=0)
-    s.set_defaults(fn=cmd_bench)
+    research = [
+        ("train-generator", _train_generator_args, cmd_train_generator,
+         {"help": "train the embedded compact generator + encoder"}),
+        ("train-vqvae", _train_vqvae_args, cmd_train_vqvae,
+         {"help": "train the VQ-VAE-2 projector on the cached real faces",
+          "description": "Train the compact VQ-VAE-2 of the vqvae projector on the real faces "
+          "aligned by train-generator (CACHE/faces_train.npy); resumes from OUT/last.pt and "
+          "writes OUT/vqvae.safetensors."}),
+        ("extract", _extract_args, cmd_extract,
+         {"help": "align + project the faces of a manifest into codes",
+          "description": "Align every face of MANIFEST (path,label[,group]) and project it "
+          "into a code; writes the CODES folder (chunk files, meta.json, failed.csv). Rerun "
+          "the same command to resume."}),
+        ("train", _train_args, cmd_train, {"help": "train a detector on extracted codes"}),
+        ("evaluate", _evaluate_args, cmd_evaluate,
+         {"help": "accuracy, AUC, EER... of a detector on a split",
+          "description": "Metrics of DETECTOR on the faces of a split. A manifest is first "
+          "extracted with the detector's own projector."}),
+        ("bench", _bench_args, cmd_bench,
+         {"help": "the paper's experiments on a manifest -> benchmarks/RESULTS.md",
+          "description": "Extract codes per projector, Table 1 (projector x classifier and "
+          "CNN rows), reconstruction quality with 95% CIs, accuracy per W+ row, few-shot "
+          "curve. Cached in WORK/results.json (a rerun resumes); writes "
+          "benchmarks/results/NAME.json and rebuilds benchmarks/RESULTS.md."}),
+    ]
+    for name, add_args, fn, kw in research:
+        s = sub.add_parser(name, **kw)
+        if cmd in (None, name):
+            add_args(s)
+        s.set_defaults(fn=fn)
     return p
+
+
+def command(argv) -> str | None:
+    """The subcommand named in argv (its first non-option word), if any."""
+    return next((t for t in argv if not t.startswith("-")), None)
+
+
+def _xception_text(kw) -> str:
+    """{"width": 0.5, "middle": 4} -> '0.5,4' (the --xception syntax)."""
+    return f"{kw['width']:g},{kw['middle']}"
 
 
 def prior(text):
@@ -555,7 +665,7 @@ def _lr_C(text):
     return c
 
 
-def _max_features(text):
+def max_features(text):
     """--max-features: 'sqrt/2', 'sqrt', 'log2' or a positive count."""
     if text in ("sqrt/2", "sqrt", "log2"):
         return text
@@ -583,7 +693,8 @@ def main(argv=None):
 def _main(argv):
     from .errors import LFError
 
-    a = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    a = parser(command(argv)).parse_args(argv)
     try:
         return a.fn(a)
     except LFError as e:

@@ -17,13 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import LFError
+from .errors import InvalidValueError
 
 UNSURE = "unsure"
-
-
-class DecisionInputError(LFError, ValueError):
-    """A probability or prior out of range."""
+DecisionInputError = InvalidValueError  # a probability or prior out of range
 
 
 def check_open_unit(name: str, value: float) -> float:

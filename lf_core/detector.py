@@ -1,9 +1,9 @@
 """A detector: a latent classifier with what it knows about itself.
 
-    det = Detector.load()                           # the default, or Detector.load("det.safetensors")
-    notes = det.check(model)                        # DetectorMismatchError if it cannot score model's codes
-    v = det.judge(w, w_mirror, prior_fake=0.5)      # -> Verdict ("fake" | "real" | "unsure")
-    det.describe()                                  # one line for people
+    det = Detector.load()                       # the default, or Detector.load("d.safetensors")
+    det.check(model)                            # DetectorMismatchError: not model's codes
+    v = det.judge(w, w_mirror, prior_fake=0.5)  # -> Verdict ("fake" | "real" | "unsure")
+    det.describe()                              # one line for people
 
 A detector file is one .safetensors written by `LatentClassifier.save`: the classifier's
 arrays and a JSON header whose `metrics` say what codes it was trained on (projector,
@@ -102,7 +102,7 @@ class Detector:
         """Raise DetectorMismatchError when its training codes came from another projector
         or generator file than `model`; else [] (the pipeline computes the verdict on the
         codes it was trained on, whatever the reconstruction the user watches)."""
-        from .projectors import file_digest  # MERGE: artifacts
+        from .artifacts import file_digest
 
         kind = self.projector.get("kind", "stylegan")
         if kind in NOT_LATENT:
@@ -113,7 +113,8 @@ class Detector:
         sha, ours = self.projector.get("weights_sha256"), file_digest(getattr(model, "path", None))
         if sha and sha != "unknown" and ours and not ours.startswith(sha[:16]):
             raise DetectorMismatchError(
-                f"this detector was trained on codes of {self.projector.get('weights', 'another generator')} "
+                "this detector was trained on codes of "
+                f"{self.projector.get('weights', 'another generator')} "
                 f"(sha256 {sha[:8]}), not of {model.name} (sha256 {ours[:8]}): its scores on "
                 "these codes would mean nothing. Use the generator it was trained with "
                 "(--weights / LF_WEIGHTS), or train a detector on this one's codes (lf extract "
@@ -127,7 +128,8 @@ class Detector:
         w = np.asarray(w, np.float32).reshape(-1, *self.clf.input_shape_)
         ps = [self.clf.predict_proba(w)[:, 1]]
         if w_mirror is not None and self.views == 2:
-            ps.append(self.clf.predict_proba(np.asarray(w_mirror, np.float32).reshape(w.shape))[:, 1])
+            wm = np.asarray(w_mirror, np.float32).reshape(w.shape)
+            ps.append(self.clf.predict_proba(wm)[:, 1])
         p = mean_logit(*ps) if len(ps) > 1 else ps[0]
         if self.temperature == 1.0:
             return p
@@ -161,7 +163,7 @@ class Detector:
     # -- files
     @classmethod
     def load(cls, path=None) -> Detector:
-        """The detector at `path` (default: $LF_DETECTOR or weights/detector-default.safetensors)."""
+        """The detector at `path` (default: $LF_DETECTOR, else the shipped default)."""
         path = Path(path or os.environ.get("LF_DETECTOR") or DEFAULT_DETECTOR)
         if not path.is_file():
             raise WeightsError(f"detector not found: {path}. Train one with `lf train` "
@@ -222,3 +224,11 @@ def as_detector(detector) -> Detector:
     if isinstance(detector, LatentClassifier):
         return Detector(detector)
     return load_detector(detector)
+
+
+def classify(w, w_mirror=None, detector=None, prior_fake: float = 0.5) -> Verdict:
+    """The verb: W+ code (1, 14, 512) (and its mirror image's, for a two-view detector)
+    -> Verdict under the prior rule. detector: a Detector, a classifier or a path (None:
+    the default). The codes must be those the detector was trained on
+    (`pipeline.verdict_codes`)."""
+    return as_detector(detector).judge(w, w_mirror, prior_fake)

@@ -32,7 +32,8 @@ class CodeDomain:
     """Per-source Gaussians in a shared PCA basis of (N, D) features. See the module."""
 
     def __init__(self, k: int = 64, quantile: float = 0.99, fit_rows: int = 20000, seed: int = 0):
-        self.k, self.quantile, self.fit_rows, self.seed = int(k), float(quantile), int(fit_rows), int(seed)
+        self.k, self.quantile = int(k), float(quantile)
+        self.fit_rows, self.seed = int(fit_rows), int(seed)
         self.basis_ = None  # (k, D) float32, orthonormal rows
         self.names_: list[str] = []
         self.mu_ = self.var_ = None  # (S, k) float32
@@ -154,7 +155,7 @@ def ece(p, y, bins: int = ECE_BINS) -> float:
 
 
 def reliability(p, y, bins: int = ECE_BINS) -> list[dict]:
-    """Per non-empty bin: its range, n, mean p(fake) and the share of fakes (a reliability curve)."""
+    """A reliability curve: per non-empty bin, its range, n, mean p(fake), share of fakes."""
     p, y = np.asarray(p, np.float64), np.asarray(y, np.float64)
     idx = np.minimum((p * bins).astype(int), bins - 1)
     return [{"lo": b / bins, "hi": (b + 1) / bins, "n": int((idx == b).sum()),

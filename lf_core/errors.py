@@ -32,3 +32,8 @@ class DetectorMismatchError(WeightsError):
 
 class UnsafeCheckpointError(WeightsError):
     """A pickle asked to run code or import something outside the allow-list."""
+
+
+class InvalidValueError(LFError, ValueError):
+    """A value a function cannot use: a probability or prior outside (0, 1), codes or
+    labels of the wrong shape."""

@@ -3,7 +3,7 @@
     att = explain(w, detector)                       # method="auto"
     att.channels    # (14,) one number per W+ row (layer); > 0 pushes towards "fake"
     att.dims        # (14, 512) per dimension
-    channel_labels()[i]                              # "0: 4px", "1: 4px rgb + 8px up", ...
+    channel_labels()[i]     # lf_core.layout: "0: 4px", "1: 4px rgb + 8px up", ...
 
 Methods, one small class each over the shared `Explainer` base (like pytorch-grad-cam):
 
@@ -33,56 +33,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-N_LATENT = 14
-STYLE_DIM = 512
+from .layout import (
+    GROUPS,
+    N_LATENT,
+    W_DIM,
+    channel_labels,
+)
+
 TARGETS = ("p_fake", "logit")
-GROUPS = {"coarse": tuple(range(0, 4)), "middle": tuple(range(4, 8)), "fine": tuple(range(8, 14))}
-GROUP_NOTES = {
-    "coarse": "4-8 px layers: pose, head shape, overall layout",
-    "middle": "16-32 px layers: facial features, expression, hair style",
-    "fine": "64-256 px layers: colour, skin texture, fine detail",
-}
-
-
-# --------------------------------------------------------------------------- labels
-
-
-def layer_resolutions(n_latent: int = N_LATENT) -> list[tuple[int, ...]]:
-    """Per W+ row, the resolutions (px) of the layers it styles (rosinality layout)."""
-    out = []
-    for i in range(n_latent):
-        if i == 0:
-            out.append((4,))
-        elif i % 2 == 1:  # ToRGB at r and (except the last) the up-conv to 2r
-            r = 4 * 2 ** ((i - 1) // 2)
-            out.append((r, 2 * r) if i < n_latent - 1 else (r,))
-        else:  # second conv at r
-            out.append((4 * 2 ** (i // 2),))
-    return out
-
-
-def channel_labels(n_latent: int = N_LATENT, long: bool = False) -> list[str]:
-    """One label per W+ row: "0: 4px", "1: 4px rgb + 8px up", "2: 8px", ..., "13: 256px rgb".
-
-    long=True names the layers in full ("conv 4 px", "ToRGB 4 px, up-conv 8 px", ...).
-    """
-    labels = []
-    for i, res in enumerate(layer_resolutions(n_latent)):
-        if i == 0:
-            s = "conv 4 px" if long else "4px"
-        elif i % 2 == 1:
-            if long:
-                s = f"ToRGB {res[0]} px" + (f", up-conv {res[1]} px" if len(res) > 1 else "")
-            else:
-                s = f"{res[0]}px rgb" + (f" + {res[1]}px up" if len(res) > 1 else "")
-        else:
-            s = f"conv {res[0]} px" if long else f"{res[0]}px"
-        labels.append(f"{i}: {s}")
-    return labels
-
-
-def group_of(i: int) -> str:
-    return next(g for g, rows in GROUPS.items() if i in rows)
 
 
 # --------------------------------------------------------------------------- style mixing
@@ -114,22 +72,22 @@ def mix(w, w_other, channels) -> np.ndarray:
     Returns the shape of w, float32.
     """
     a = np.array(w, dtype=np.float32, copy=True)
-    b = np.asarray(w_other, dtype=np.float32).reshape(N_LATENT, STYLE_DIM)
-    if a.shape not in ((N_LATENT, STYLE_DIM), (1, N_LATENT, STYLE_DIM)):
+    b = np.asarray(w_other, dtype=np.float32).reshape(N_LATENT, W_DIM)
+    if a.shape not in ((N_LATENT, W_DIM), (1, N_LATENT, W_DIM)):
         raise ValueError(f"w must be (1, 14, 512) or (14, 512), got {a.shape}")
     rows = resolve_channels(channels)
-    a.reshape(N_LATENT, STYLE_DIM)[rows] = b[rows]
+    a.reshape(N_LATENT, W_DIM)[rows] = b[rows]
     return a
 
 
-# --------------------------------------------------------------------------- torch view of a classifier
+# ------------------------------------------------------------- torch view of a classifier
 
 
 def torch_logit(detector):
     """A differentiable torch function codes (N, 14, 512) -> logit of p_fake (N,), from the
     classifier's fitted arrays (logistic regression, MLP-2, MLP-5); None when the
     classifier has no gradient (random forest). The detector is not modified."""
-    from .classifiers import LogReg, _MLP
+    from .classifiers import MLP, LogReg
 
     if not getattr(detector, "is_fitted", False):
         return None
@@ -149,7 +107,7 @@ def torch_logit(detector):
         coef = torch.as_tensor(detector.coef_, dtype=torch.float32)
         b = float(detector.intercept_)
         return lambda w: features(w) @ coef + b
-    if isinstance(detector, _MLP) and detector.net_ is not None:
+    if isinstance(detector, MLP) and detector.net_ is not None:
         net = detector.net_.eval()
         return lambda w: net(features(w)).squeeze(1)
     return None
@@ -172,7 +130,7 @@ def default_baseline(detector) -> tuple[np.ndarray, str]:
         if detector.real_mean is not None:
             return detector.real_mean, "typical real face (mean code of the real training faces)"
         detector = detector.clf
-    base = np.zeros((N_LATENT, STYLE_DIM), np.float32)
+    base = np.zeros((N_LATENT, W_DIM), np.float32)
     name = "average training face (mean code of the real and fake training faces)"
     mean = getattr(detector, "mean_", None)
     if mean is None:
@@ -180,10 +138,10 @@ def default_baseline(detector) -> tuple[np.ndarray, str]:
     rows = detector.channels
     shape = tuple(detector.input_shape_ or ())
     if len(shape) == 1:
-        return mean.reshape(N_LATENT, STYLE_DIM).astype(np.float32), name
+        return mean.reshape(N_LATENT, W_DIM).astype(np.float32), name
     if rows is None:
         return mean.reshape(shape).astype(np.float32)[:N_LATENT], name
-    base[rows] = mean.reshape(len(rows), STYLE_DIM)
+    base[rows] = mean.reshape(len(rows), W_DIM)
     return base, name
 
 
@@ -237,7 +195,7 @@ class Explainer:
         if baseline is None:
             base, bname = default_baseline(self.det or self.clf)
         else:
-            base = np.asarray(baseline, np.float32).reshape(N_LATENT, STYLE_DIM)
+            base = np.asarray(baseline, np.float32).reshape(N_LATENT, W_DIM)
             bname = "mean code"
         self.baseline = base
         self.baseline_name = baseline_name or bname
@@ -254,9 +212,9 @@ class Explainer:
         xs = []
         for v in ws:
             v = np.asarray(v, np.float32)
-            if v.size != N_LATENT * STYLE_DIM:
+            if v.size != N_LATENT * W_DIM:
                 raise ValueError(f"w must be a (1, 14, 512) code, got shape {v.shape}")
-            xs.append(torch.from_numpy(v.reshape(1, N_LATENT, STYLE_DIM).copy()))
+            xs.append(torch.from_numpy(v.reshape(1, N_LATENT, W_DIM).copy()))
         xs = tuple(xs)
         bs = tuple(torch.from_numpy(self.baseline[None].copy()) for _ in xs)
         dims, channels, notes = self._attribute(xs, bs)
@@ -340,12 +298,12 @@ class ChannelAblation(Explainer):
 
     def __init__(self, detector, baseline=None, block: int = 32, **kw):
         super().__init__(detector, baseline, **kw)
-        if STYLE_DIM % block:
-            raise ValueError(f"block must divide {STYLE_DIM}, got {block}")
+        if W_DIM % block:
+            raise ValueError(f"block must divide {W_DIM}, got {block}")
         self.block = int(block)
 
     def forward(self, *views):
-        p = self.score(*(v.detach().cpu().numpy().reshape(len(v), N_LATENT, STYLE_DIM)
+        p = self.score(*(v.detach().cpu().numpy().reshape(len(v), N_LATENT, W_DIM)
                          for v in views))
         if self.target == "logit":
             p = np.clip(p, 1e-6, 1 - 1e-6)
@@ -356,14 +314,15 @@ class ChannelAblation(Explainer):
         from captum.attr import FeatureAblation
 
         fa = FeatureAblation(self.forward)
-        rows = torch.arange(N_LATENT)[:, None].expand(N_LATENT, STYLE_DIM)
+        rows = torch.arange(N_LATENT)[:, None].expand(N_LATENT, W_DIM)
         masks = tuple(rows[None].contiguous() for _ in xs)  # a row of every view at once
         ch = fa.attribute(xs, baselines=bs, feature_mask=masks,
                           perturbations_per_eval=N_LATENT)[0][0, :, 0].numpy()
-        nb = STYLE_DIM // self.block
-        blocks = rows * nb + torch.arange(STYLE_DIM)[None, :] // self.block
+        nb = W_DIM // self.block
+        blocks = rows * nb + torch.arange(W_DIM)[None, :] // self.block
         per_eval = max(1, min(N_LATENT * nb, 4096 // max(1, _cost(self.clf))))
-        dims = fa.attribute(xs, baselines=bs, feature_mask=tuple(blocks[None].contiguous() for _ in xs),
+        bmasks = tuple(blocks[None].contiguous() for _ in xs)
+        dims = fa.attribute(xs, baselines=bs, feature_mask=bmasks,
                             perturbations_per_eval=per_eval)[0][0].numpy() / self.block
         return dims, ch, (f"ablation of {self.target}: each row (and each block of "
                           f"{self.block} dims) replaced by the {self.baseline_name}")
@@ -406,6 +365,5 @@ def explain(w, detector=None, method: str = "auto", baseline=None, target: str =
     return explainer_for(detector, method, baseline, target=target, **kw).explain(w, w_mirror)
 
 
-__all__ = ["Attribution", "ChannelAblation", "Explainer", "GROUPS", "IntegratedGradients",
-           "channel_labels", "explain", "explainer_for", "layer_resolutions", "mix",
-           "torch_forward", "torch_logit"]
+__all__ = ["Attribution", "ChannelAblation", "Explainer", "IntegratedGradients", "explain",
+           "explainer_for", "mix", "torch_forward", "torch_logit"]

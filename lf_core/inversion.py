@@ -1,8 +1,8 @@
 """GAN inversion: aligned face -> W+ code (1, 14, 512), and back.
 
-    for p in invert(model, crop, steps=100):      # a generator of Progress
-        show(p.step, p.losses, p.image)
-    w = p.result.w                                # the last Progress carries the Inversion
+    r = invert(model, crop, steps=100)               # Inversion: r.w (1, 14, 512), r.image
+    for p in invert_stream(model, crop, steps=100):  # the same, as a generator of Progress
+        show(p.step, p.losses, p.image)              # the last Progress carries the Inversion
 
 The encoder gives the first code; then `steps` Adam steps on w minimise
     L(w) = a_pix |G(w) - x|^2 + a_perc P(G(w), x) + a_dom |w - E(G(w))|^2
@@ -20,10 +20,12 @@ time); see weights/README.md. The default detector was trained on passes = 0 cod
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from .artifacts import file_digest
 from .losses import perceptual, psnr, ssim
 
 
@@ -59,6 +61,12 @@ def to_tensor(img):
     return x.permute(0, 3, 1, 2) / 127.5 - 1
 
 
+def image_scores(x, y):
+    """PSNR (dB) and SSIM per image of uint8 batches x, y: (N, H, W, 3) -> ((N,), (N,))."""
+    a, b = to_tensor(x), to_tensor(y)
+    return psnr(b, a, reduce=False).numpy(), ssim(b, a, reduce=False).numpy()
+
+
 def to_image(x):
     """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8."""
     x = ((x.detach().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
@@ -90,7 +98,28 @@ def reconstruct(model, w):
         return to_image(model.G(w))
 
 
-def invert(model, crop, steps=100, lr=0.01, a_pix=1.0, a_perc=1.0, a_dom=0.5, dom_every=4,
+def code_name(model, steps=0, invert_kw=None) -> str:
+    """How W+ codes were made, e.g. 'stylegan (encoder only, lf-compact-256.safetensors)'."""
+    how = "encoder only" if steps == 0 else f"{steps} inversion steps"
+    k = (invert_kw or {}).get("passes", 0)
+    how += f", {k} refinement passes" if k else ""
+    return f"stylegan ({how}, {Path(model.path).name})"
+
+
+def code_meta(model, steps=0, invert_kw=None) -> dict:
+    """What made the W+ codes of `model` after `steps` steps with `invert_kw` (run_batch's
+    options; passes=0 left out): the record that a codes folder and a detector's metrics
+    carry as "projector", and that detect.check_detector reads. Codes from another weights
+    file (sha256 prefix) or other settings are not comparable."""
+    kw = {k: v for k, v in sorted((invert_kw or {}).items()) if (k, v) != ("passes", 0)}
+    return {"kind": "stylegan", "name": code_name(model, steps, kw),
+            "code_shape": [model.n_latent, int(model.w_avg.shape[1])], "steps": int(steps),
+            "weights": Path(model.path).name, "weights_path": str(model.path),
+            "weights_sha256": file_digest(model.path) or "unknown", "model_kind": model.kind,
+            "encoder": model.E is not None, "invert_kw": kw}
+
+
+def invert_stream(model, crop, steps=100, lr=0.01, a_pix=1.0, a_perc=1.0, a_dom=0.5, dom_every=4,
            every=10, seed=0, should_stop=None, passes=0):
     """Generator of Progress; returns (and attaches to the last Progress) an Inversion.
 
@@ -131,7 +160,8 @@ def invert(model, crop, steps=100, lr=0.01, a_pix=1.0, a_perc=1.0, a_dom=0.5, do
         show = step % every == 0 or step == steps
         stop = should_stop is not None and should_stop()
         if not (show or stop):
-            yield Progress(step, steps, losses, time.perf_counter() - t0, took / step * (steps - step))
+            eta = took / step * (steps - step)
+            yield Progress(step, steps, losses, time.perf_counter() - t0, eta)
             continue
         if stop:
             break
@@ -176,10 +206,10 @@ def _step(model, w, x, opt, perc, a_pix, a_perc, a_dom):
 def run_batch(model, crops, steps=100, lr=0.01, a_pix=1.0, a_perc=1.0, a_dom=0.5,
               dom_every=4, seed=0, chunk=4, passes=0) -> np.ndarray:
     """Codes of several faces, inverted `chunk` at a time: (N, 256, 256, 3) uint8 ->
-    (N, 14, 512). The same optimisation as invert() per face (see _step) with one batched
+    (N, 14, 512). The same optimisation as invert_stream() per face (see _step) with one batched
     pass of G per step. Per face and step on the 2-core CPU: 160 ms alone, 135 ms in twos,
     128 ms in fours, 188 ms in sixteens (the maps outgrow the caches):
-    benchmarks/bench_core.py --batch N."""
+    benchmarks/speed/bench_core.py --batch N."""
     if steps < 0:
         raise ValueError("steps must be >= 0")
     if len(crops) > chunk:
@@ -198,8 +228,8 @@ def run_batch(model, crops, steps=100, lr=0.01, a_pix=1.0, a_perc=1.0, a_dom=0.5
     return w.detach().numpy().copy()
 
 
-def run(model, crop, **kw) -> Inversion:
-    """invert() to the end, for callers that do not stream."""
-    for p in invert(model, crop, **kw):
+def invert(model, crop, **kw) -> Inversion:
+    """invert_stream() to the end: the Inversion of an aligned crop (256, 256, 3)."""
+    for p in invert_stream(model, crop, **kw):  # noqa: B007 (the last Progress holds the result)
         pass
     return p.result

@@ -6,7 +6,7 @@ BadInputError with a one-line message, never a PIL/cv2/numpy exception.
     load_image(src)            -> (H, W, 3) uint8 RGB
     read_video(path, every=10) -> iterator of VideoFrame (every Nth frame)
     video_info(path)           -> VideoInfo(fps, n_frames, width, height)
-    save_image(arr, path)         atomic write (temp file + os.replace)
+    save_image(arr, path)         atomic write (lf_core.artifacts)
     native_stderr_hidden()        a block with C++ libraries' log lines (fd 2) hidden
 
 Transparency is composited on white: cut-out portraits usually hold black or garbage
@@ -19,21 +19,21 @@ import contextlib
 import io
 import os
 import sys
-import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from .artifacts import atomic_write
 from .errors import BadInputError
 
 MAX_PIXELS = 50_000_000  # refuse larger images/videos before decoding them (header size)
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 IMAGE_HINT = "Use a JPEG, PNG or WebP photo."
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
 
 # ---------------------------------------------------------------- native log lines
@@ -226,7 +226,7 @@ def _grey(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(a[..., None], 3, axis=2))
 
 
-def save_image(arr: np.ndarray, path: Union[str, os.PathLike], quality: int = 95) -> None:
+def save_image(arr: np.ndarray, path: str | os.PathLike, quality: int = 95) -> None:
     """Write an (H, W, 3) or (H, W) uint8 image atomically: a temp file in the same
     folder, then os.replace, so a reader never sees a half-written file."""
     p = Path(path)
@@ -240,20 +240,8 @@ def save_image(arr: np.ndarray, path: Union[str, os.PathLike], quality: int = 95
     im = Image.fromarray(a)
     if fmt == "JPEG" and im.mode == "RGBA":
         im = im.convert("RGB")
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            im.save(f, format=fmt, **({"quality": quality} if fmt in ("JPEG", "WEBP") else {}))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    kw = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    atomic_write(p, lambda f: im.save(f, format=fmt, **kw))
 
 
 # ---------------------------------------------------------------- videos
@@ -274,7 +262,7 @@ class VideoInfo:
     height: int
 
 
-def is_video(path: Union[str, os.PathLike]) -> bool:
+def is_video(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTS
 
 
@@ -299,7 +287,7 @@ def _open_video(path):
     return cap
 
 
-def video_info(path: Union[str, os.PathLike]) -> VideoInfo:
+def video_info(path: str | os.PathLike) -> VideoInfo:
     import cv2
 
     cap = _open_video(path)
@@ -318,7 +306,7 @@ def video_info(path: Union[str, os.PathLike]) -> VideoInfo:
 
 
 def read_video(
-    path: Union[str, os.PathLike], every: int = 10, max_frames: int | None = None
+    path: str | os.PathLike, every: int = 10, max_frames: int | None = None
 ) -> Iterator[VideoFrame]:
     """Yield frames 0, every, 2*every, ... (at most max_frames of them) as RGB.
 
@@ -361,48 +349,3 @@ def read_video(
             cap.release()
 
     return frames()
-
-
-# --------------------------------------------------------------------------- weight files
-
-
-def read_lf_file(path, what: str, key: str, fmt: str, version: int, framework="numpy"):
-    """(meta, arrays) of a LatentForensics .safetensors file (a classifier, projector or
-    CNN baseline): tensors plus a JSON header under `key` whose "format" is `fmt` and
-    "version" is `version`. Nothing in it is executed; a pickle / torch.save file is
-    refused without being opened. WeightsError (saying what it found) for anything else."""
-    import json
-
-    from safetensors import SafetensorError, safe_open
-
-    from .errors import WeightsError
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{what} file not found: {path}")
-    try:
-        with safe_open(str(path), framework=framework) as f:
-            header = f.metadata() or {}
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as err:
-        with open(path, "rb") as f:
-            head = f.read(2)
-        if head[:1] == b"\x80" or head == b"PK":  # pickle protocol >= 2, or torch.save's zip
-            raise WeightsError(
-                f"{path} looks like a pickle/torch.save file, which is unsafe to load and was "
-                f"not opened; only .safetensors {what} files written by LatentForensics are "
-                "accepted") from err
-        raise WeightsError(f"{path} is not a readable .safetensors file ({err})") from err
-    if key not in header:
-        raise WeightsError(f"{path} is a .safetensors file but not a LatentForensics {what} "
-                           f"(no '{key}' header)")
-    try:
-        meta = json.loads(header[key])
-    except json.JSONDecodeError as err:
-        raise WeightsError(f"{path}: {what} header is not valid JSON ({err})") from err
-    if not isinstance(meta, dict) or meta.get("format") != fmt:
-        raise WeightsError(f"{path}: header format is not {fmt!r}")
-    if meta.get("version") != version:
-        raise WeightsError(f"{path}: {what} file version {meta.get('version')!r}; this code "
-                           f"reads version {version}")
-    return meta, arrays

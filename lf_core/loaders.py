@@ -95,7 +95,8 @@ def load_checkpoint(path, device="cpu", encoder=None) -> Loaded:
     else:
         ld = _load_torch_obj(path, obj, meta, encoder)
     if encoder is not None and ld.kind != "idinvert":
-        warnings.warn(f"encoder={encoder} ignored: only idinvert generators take a separate encoder")
+        warnings.warn(f"encoder={encoder} ignored: only idinvert generators take a separate encoder",
+                      stacklevel=2)
         ld.meta["encoder_ignored"] = str(encoder)
     ld.G = _finish(ld.G, device)
     ld.E = _finish(ld.E, device) if ld.E is not None else None

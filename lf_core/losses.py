@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -49,7 +48,7 @@ def _filter(x):
     """Gaussian window mean of every channel. x: (N, K, H, W) -> (N, K, H - 10, W - 10).
     Two matmuls with banded matrices: the same sums as a separable depthwise convolution,
     faster on a CPU forward and backward (the MS-SSIM term: 23 -> 19 ms on 2 cores, A/B
-    in one process; its absolute time: benchmarks/bench_core.py, "perceptual term").
+    in one process; its absolute time: benchmarks/speed/bench_core.py, "perceptual term").
     On a GPU they run in float64: in TF32 (10-bit mantissa; train_gen turns it on for
     matmuls), SSIM's variances E[x^2] - E[x]^2 lose their digits. Emulated on a CPU, SSIM
     moved by 0.026 on average, and joint training diverged within 200 steps on an H100
@@ -87,21 +86,6 @@ def psnr(a, b, reduce=True):
     mse = (a.clamp(-1, 1) - b.clamp(-1, 1)).pow(2).mean([1, 2, 3])
     p = 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
     return p.mean() if reduce else p
-
-
-def image_scores(x, y):
-    """PSNR (dB) and SSIM per image of uint8 batches x, y: (N, H, W, 3) -> ((N,), (N,))."""
-    from .inversion import to_tensor
-
-    a, b = to_tensor(x), to_tensor(y)
-    return psnr(b, a, reduce=False).numpy(), ssim(b, a, reduce=False).numpy()
-
-
-def mean_ci95(v) -> tuple[float, float]:
-    """Mean and the half-width of its normal-approximation 95% confidence interval."""
-    v = np.asarray(v, np.float64)
-    half = 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
-    return float(v.mean()), float(half)
 
 
 def ms_ssim_loss(a, b, scales=3):

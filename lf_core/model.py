@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .errors import WeightsError
+from .layout import N_LATENT
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "lf-compact-256.safetensors"
@@ -60,8 +61,8 @@ def load_model(path=None, encoder=None) -> Model:
                     f"weights not found: {path}. The embedded model ships in weights/; for an "
                     "official checkpoint give its path (or set LF_WEIGHTS)")
             ld = load_checkpoint(path, encoder=encoder) if encoder else load_checkpoint(path)
-            if ld.w_avg.shape[0] != 14:
-                raise WeightsError(f"{path.name}: this tool needs a 256 px generator with 14 "
-                                   f"W+ codes; this one has {ld.w_avg.shape[0]}")
+            if ld.w_avg.shape[0] != N_LATENT:
+                raise WeightsError(f"{path.name}: this tool needs a 256 px generator with "
+                                   f"{N_LATENT} W+ codes; this one has {ld.w_avg.shape[0]}")
             _CACHE[key] = Model(ld.G, ld.E, ld.w_avg.float(), ld.kind, str(path), ld.meta)
         return _CACHE[key]

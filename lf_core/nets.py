@@ -148,7 +148,8 @@ class ModulatedConv2d(nn.Module):
             return y.view(n, -1, h, wd), None  # 5x faster than mul + a 1x1 conv on a CPU
         x = x * s[:, :, None, None]
         if self.upsample and x.shape[-1] >= 32:  # large maps: polyphase is cheaper
-            ph = frozen(self, "up", lambda: upconv_phases(weight, self.blur.kernel))  # (4 out, in, 3, 3)
+            # (4 out, in, 3, 3)
+            ph = frozen(self, "up", lambda: upconv_phases(weight, self.blur.kernel))
             x = F.conv2d(x, ph, padding=1)  # (N, 4 out, H, W)
             x = F.pixel_shuffle(x, 2)  # (N, out, 2H, 2W)
         elif self.upsample:  # small maps: the weight transform would cost more than it saves
@@ -180,7 +181,8 @@ class FusedLeakyReLU(nn.Module):
         self.bias = nn.Parameter(torch.zeros(ch))
 
     def forward(self, x):
-        return clamp(F.leaky_relu(x + self.bias[None, :, None, None], 0.2) * math.sqrt(2), self.clamp)
+        x = F.leaky_relu(x + self.bias[None, :, None, None], 0.2) * math.sqrt(2)
+        return clamp(x, self.clamp)
 
 
 def clamp(x, c):
@@ -281,7 +283,8 @@ class Generator(nn.Module):
     def mapping(self, z):
         """z: (N, 512) -> w: (N, 512). Needs a mapping network (n_mlp > 0)."""
         if self.n_mlp == 0:
-            raise RuntimeError("this generator has no mapping network; sample codes with the encoder")
+            raise RuntimeError("this generator has no mapping network; sample codes with the "
+                               "encoder")
         return self.style(z)
 
     def forward(self, w):

@@ -25,9 +25,10 @@ after k steps. So a verdict never depends on the demo's slider.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -176,12 +177,21 @@ class Done:
 # --------------------------------------------------------------------------- faces
 
 
-def verdict_codes(model, det: Detector, crop) -> tuple[np.ndarray, np.ndarray | None]:
-    """The codes the detector was trained on for an aligned crop (256, 256, 3): (1, 14, 512)
-    of the face and, for a two-view detector, of its mirror image (else None)."""
+def verdict_codes(model, crop, detector=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The codes a detector (None: the default) was trained on, for an aligned crop
+    (256, 256, 3): (1, 14, 512) of the face and, for a two-view detector, of its mirror
+    image (else None)."""
+    det = as_detector(detector)
     crops = crop[None] if det.views == 1 else np.stack([crop, mirror(crop)])
     w = inv.run_batch(model, crops, steps=det.steps, passes=det.passes)  # (1 or 2, 14, 512)
     return w[:1], (w[1:] if det.views == 2 else None)
+
+
+def mirror_code(model, crops) -> np.ndarray:
+    """Encoder-only W+ codes (N, 14, 512) of aligned crops (N, 256, 256, 3), or of one
+    (256, 256, 3) as N = 1, flipped left-right."""
+    flipped = mirror(crops)
+    return inv.encode(model, flipped.reshape(-1, *flipped.shape[-3:]))
 
 
 def analyse_face(model, det: Detector | None, face, index=0, steps=0, prior_fake=0.5,
@@ -191,12 +201,12 @@ def analyse_face(model, det: Detector | None, face, index=0, steps=0, prior_fake
     t0 = time.perf_counter()
     v, code = None, None
     if det is not None:
-        code = verdict_codes(model, det, face.crop)
+        code = verdict_codes(model, face.crop, det)
         v = det.judge(*code, prior_fake=prior_fake)
         yield Decided(index, v, det.steps)
     t1 = time.perf_counter()
     r = None
-    for p in inv.invert(model, face.crop, steps=steps, every=every, should_stop=should_stop,
+    for p in inv.invert_stream(model, face.crop, steps=steps, every=every, should_stop=should_stop,
                         passes=det.passes if det is not None else 0):
         if p.result is not None:
             r = p.result
@@ -291,10 +301,8 @@ def aggregate(frames, path, weights, detector, prior_fake, every, train_fake_sha
 
 def last(events):
     """The result of a stream: the `done` event's."""
-    ev = None
-    for ev in events:
-        pass
-    return ev.result
+    *_, done = events
+    return done.result
 
 
 def predict_image(src, steps=0, prior_fake=0.5, model=None, detector=None, max_faces=4):
@@ -308,4 +316,5 @@ def predict_video(path, every=10, steps=0, prior_fake=0.5, model=None, detector=
     for ev in analyse_video(path, every, steps, prior_fake, model, detector, max_frames):
         if isinstance(ev, FrameDone) and on_frame is not None:
             on_frame(ev.frame)
-    return ev.result
+        if isinstance(ev, Done):
+            return ev.result

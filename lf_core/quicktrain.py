@@ -40,6 +40,25 @@ class QuickTrainResult:
     cv_scores: list = field(default_factory=list)  # accuracy per fold
     seconds: float = 0.0
 
+    @property
+    def cv_interval(self) -> tuple[float, float] | None:
+        """95% interval of the cross-validated accuracy over the n faces (Wilson score
+        interval: each face is one held-out trial); None without cross-validation."""
+        if self.cv_accuracy is None:
+            return None
+        n, p, z = self.n_real + self.n_fake, self.cv_accuracy, 1.96
+        mid = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+        return (mid - half, mid + half)
+
+    @property
+    def beats_chance(self) -> bool:
+        """Is it better than a coin at all? The interval lies above the larger class's
+        share (the accuracy of always answering that class); False without cv."""
+        ci = self.cv_interval
+        n = self.n_real + self.n_fake
+        return ci is not None and ci[0] > max(self.n_real, self.n_fake) / n
+
     def summary(self) -> str:
         cv = ("n/a (need at least 2 images per class)" if self.cv_accuracy is None
               else f"{self.cv_accuracy:.1%} ({self.folds}-fold)")
@@ -64,9 +83,8 @@ def quick_train(images, labels, model, kind: str = "lr", folds: int = 5, seed: i
     """
     from .alignment import align
     from .classifiers import CLASSIFIERS
-    from .inversion import encode
+    from .inversion import code_meta, encode
     from .io import load_image
-    from .projectors import StyleGANProjector
 
     t0 = time.perf_counter()
     images, labels = list(images), [int(v) for v in labels]
@@ -113,7 +131,7 @@ def quick_train(images, labels, model, kind: str = "lr", folds: int = 5, seed: i
             scores.append(float((clf.predict(X[te]) == y[te]).mean()))
     det = make(seed=seed).fit(X, y)
     cv = float(np.mean(scores)) if scores else None
-    det.metrics = {"projector": StyleGANProjector(model, steps=0).meta(),  # as lf extract records it
+    det.metrics = {"projector": code_meta(model, steps=0),  # as lf extract records it
                    "quick_train": {"cv_accuracy": cv, "folds": k if scores else 0,
                                    "n_real": n_real, "n_fake": n_fake}}
     return QuickTrainResult(det, cv, n_real, n_fake, skipped, k if scores else 0, scores,

@@ -42,7 +42,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-SIZE, N_LATENT, W_DIM = 256, 14, 512
+from .layout import N_LATENT, W_DIM
+
+SIZE = 256
 TRUNCATION_PSI, TRUNCATION_LAYERS = 0.7, 8  # genforce's defaults for idinvert
 
 
@@ -68,7 +70,7 @@ class WScale(nn.Module):
     """Equalised learning rate: x * gain / sqrt(fan_in) * lr_mul + bias * lr_mul.
     The weight itself lives in the preceding fc / conv; this module holds the bias."""
 
-    def __init__(self, fan_in, out_ch, gain=math.sqrt(2), lr_mul=1.0):
+    def __init__(self, fan_in, out_ch, gain=math.sqrt(2), lr_mul=1.0):  # noqa: B008 (a constant)
         super().__init__()
         self.scale = gain / math.sqrt(fan_in) * lr_mul
         self.lr_mul = lr_mul
@@ -82,7 +84,8 @@ class WScale(nn.Module):
 class Dense(nn.Module):
     """fc (no bias) -> wscale (scale + bias) -> optional lrelu(0.2). x: (N, in) -> (N, out)."""
 
-    def __init__(self, in_dim, out_dim, gain=math.sqrt(2), lr_mul=0.01, act=True):
+    def __init__(self, in_dim, out_dim, gain=math.sqrt(2), lr_mul=0.01,  # noqa: B008 (a constant)
+                 act=True):
         super().__init__()
         self.fc = Linear(in_dim, out_dim, bias=False)
         self.wscale = WScale(in_dim, out_dim, gain, lr_mul)
@@ -114,7 +117,8 @@ class Mapping(nn.Module):
 class Truncation(nn.Module):
     """w_avg + (w - w_avg) * coef, coef = psi on the first `layers` layers, 1 elsewhere."""
 
-    def __init__(self, n_latent=N_LATENT, w_dim=W_DIM, psi=TRUNCATION_PSI, layers=TRUNCATION_LAYERS):
+    def __init__(self, n_latent=N_LATENT, w_dim=W_DIM, psi=TRUNCATION_PSI,
+                 layers=TRUNCATION_LAYERS):
         super().__init__()
         self.psi, self.layers = psi, layers
         self.register_buffer("w_avg", torch.zeros(w_dim))

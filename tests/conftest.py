@@ -30,7 +30,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def dfdc_pairs(data_dir):
     """A few (real, fake) DFDC crop pairs of the same source video, from the test split."""
-    from lf_core.data import read_manifest, split_of
+    from lf_core.lab.data import read_manifest, split_of
 
     items = read_manifest(data_dir / "dfdc_faces" / "manifest.csv")
     real = {it.group: it.path for it in items if it.label == 0}
@@ -61,9 +61,9 @@ def detector_path(model, data_dir, tmp_path_factory):
     from lf_core import inversion as inv
     from lf_core.alignment import align
     from lf_core.classifiers import LogReg
-    from lf_core.data import read_manifest, split_of
     from lf_core.errors import NoFaceError
     from lf_core.io import load_image
+    from lf_core.lab.data import read_manifest, split_of
 
     items = [it for it in read_manifest(data_dir / "dfdc_faces" / "manifest.csv")
              if split_of(it.group) == "train"]

@@ -24,8 +24,8 @@ from gradio_client import Client, handle_file  # noqa: E402
 EXAMPLE = ROOT / "demo" / "examples" / "real_ffhq_00002.jpg"
 UPLOAD_LIMIT_MB = 8  # the app under test gets a small upload limit (LF_MAX_UPLOAD_MB)
 
-# outputs of /detect, in order
-FACES, CROP, RECON, LOSS, STATUS, VERDICT, CHAN, DIMS, DIFF, JSON = range(10)
+# outputs of /detect, in the order of demo.handlers.DETECT_OUTPUTS
+FACES, CROP, RECON, LOSS, STATUS, VERDICT, WHY, DIMS, DIFF, JSON = range(10)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,9 @@ def test_detect_streams_then_verdict(client):
     outs = list(job)
     outs = job.outputs() or outs
     final = outs[-1]
-    live = [o for o in outs if "Step <b>" in str(o[STATUS]) and not _is_verdict(o[VERDICT])]
+    live = [o for o in outs if "Step <b>" in str(o[STATUS])]
+    # the verdict comes before the steps (it reads the encoder's code), and stays
+    assert all(_is_verdict(o[VERDICT]) for o in live)
     steps_seen = {str(o[STATUS]).split("Step <b>")[1].split(" /")[0] for o in live}
     assert len(steps_seen) >= 5, f"only {len(steps_seen)} intermediate updates"
     assert all("ETA" in o[STATUS] for o in live)
@@ -77,14 +79,17 @@ def test_detect_streams_then_verdict(client):
     # the loss curve names the perceptual term as what it is
     loss = str(final[LOSS])
     assert js["perceptual"].split(" (")[0] in loss
-    assert final[CHAN] is not None and final[DIMS] is not None and final[DIFF] is not None
+    assert final[WHY] is not None and final[DIMS] is not None and final[DIFF] is not None
     assert js["explanation"]["method"] == "integrated_gradients"
+    # the waterfall adds up to the verdict: baseline + the rows = p(fake)
+    ex = js["explanation"]
+    assert abs(ex["p_fake_baseline"] + ex["sum"] - js["p_fake"]) < 1e-4
     print(f"50-step detect: {len(outs)} updates in {time.perf_counter() - t0:.1f} s")
 
     # the prior slider re-decides without re-inverting (same session)
     from lf_core.classifiers import decide
 
-    share = 0.5 if "trained with 50%" in final[VERDICT] else None
+    share = js["train_fake_share"]
     t1 = time.perf_counter()
     for prior in (0.01, 0.99):
         card = client.predict(prior, api_name="/decide")
@@ -127,20 +132,22 @@ def test_explore_scores_both_views_with_the_default(model):
     from demo.state import Settings, get_detector
     from lf_core import inversion as inv
     from lf_core.alignment import align
-    from lf_core.detect import DEFAULT_DETECTOR, classify_face
+    from lf_core.detector import DEFAULT_DETECTOR
     from lf_core.io import load_image
+    from lf_core.pipeline import mirror_code
 
     settings = Settings(weights=model.path, detector=str(DEFAULT_DETECTOR))
     *_, info = _explore("coarse", 8, "mean face", str(EXAMPLE), None, None, settings)
     assert "the two views this detector averages" in info
     det, _ = get_detector(settings)
     w = inv.encode(model, align(load_image(EXAMPLE), max_faces=1)[0].crop[None])
-    p = classify_face(w, inv.reconstruct(model, w)[0], model, det).prob_fake
+    p = float(det.prob_fake(w, mirror_code(model, inv.reconstruct(model, w)[0]))[0])
     assert f"p(fake) {p:.3f} →" in info
 
 
-def test_video_per_frame_scores(client, data_dir):
-    from lf_core.detect import VIDEO_RULE
+def test_video_per_frame_scores(client, data_dir, detector):
+    from lf_core.classifiers import decide
+    from lf_core.pipeline import VIDEO_RULE
 
     video = data_dir / "videos" / "real" / "lynaeydofd.mp4"
     timeline, card, gallery, status, js = client.predict(
@@ -149,7 +156,10 @@ def test_video_per_frame_scores(client, data_dir):
     assert [f["index"] for f in frames] == [0, 100, 200]
     scored = [f["faces"][0]["prob_fake"] for f in frames if f["faces"]]
     assert scored and all(0.0 <= p <= 1.0 for p in scored)
-    assert js["verdict"] in ("real", "fake") and js["rule"] == VIDEO_RULE
+    # the video's score is made of the per-frame scores, by the stated rule
+    assert js["rule"] == VIDEO_RULE and js["prob_fake"] == pytest.approx(np.mean(scored))
+    fake = decide(js["prob_fake"], 0.5, detector.train_fake_share_)  # the app's detector
+    assert js["verdict"] == ("fake" if fake else "real")
     assert _is_verdict(card) and "Video rule" in card
     assert gallery and timeline is not None
 
@@ -223,8 +233,15 @@ def test_four_clients_at_once(app_url):
 def test_train_your_own_then_detect_with_it(client, dfdc_pairs):
     reals = [handle_file(str(r)) for r, _ in dfdc_pairs[:4]]
     fakes = [handle_file(str(f)) for _, f in dfdc_pairs[:4]]
-    report, download, source, _ = client.predict(reals, fakes, None, "lr", api_name="/train")
-    assert "cross-validated accuracy" in report and "real" in report and "fake" in report
+    # 8 faces: the accuracy's interval reaches chance, so it is not switched in unasked
+    report, download, source, _ = client.predict(reals, fakes, None, "lr", False,
+                                                 api_name="/train")
+    assert "cross-validated accuracy" in report and "95% interval" in report
+    assert "not switched in" in report and source == "Detector file"
+    assert download  # still offered
+    report, download, source, _ = client.predict(reals, fakes, None, "lr", True,
+                                                 api_name="/train")
+    assert "now used by the **Detect**" in report
     assert source == "My trained detector (this session)"
     path = download if isinstance(download, str) else download.get("value")
     from lf_core.classifiers import load_classifier
@@ -239,7 +256,8 @@ def test_train_rejects_one_class(client, dfdc_pairs):
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError) as err:
-        client.predict([handle_file(str(dfdc_pairs[0][0]))], [], None, "lr", api_name="/train")
+        client.predict([handle_file(str(dfdc_pairs[0][0]))], [], None, "lr", False,
+                       api_name="/train")
     assert "fake" in str(err.value)
 
 
@@ -282,19 +300,25 @@ def test_detector_of_another_generator_gives_no_verdict(model, detector, tmp_pat
         app.close()
 
 
-def test_benchmarks_tab_explains_how_to_make_results(client):
+def test_benchmarks_tab_explains_how_to_make_results(client, monkeypatch, tmp_path):
+    """Both branches: the repository's RESULTS.md (figures moved to the gallery), then no
+    RESULTS.md at all (the tab says how to make one)."""
+    import demo.handlers as H
+
+    results = ROOT / "benchmarks" / "RESULTS.md"
+    n_fig = results.read_text().count("![")
     md, gallery = client.predict(api_name="/benchmarks")
-    if (ROOT / "benchmarks" / "RESULTS.md").is_file():
-        assert md.strip()
-    else:
-        assert "lf bench" in md
+    assert n_fig and md.count("shown below") == n_fig and len(gallery) == n_fig
+    monkeypatch.setattr(H, "RESULTS_MD", tmp_path / "RESULTS.md")  # the app runs in-process
+    md, gallery = client.predict(api_name="/benchmarks")
+    assert "No benchmark results yet" in md and "lf bench" in md and not gallery
 
 
 # --------------------------------------------------------------------------- core parts
 
 
 def test_channel_labels_follow_the_rosinality_layout():
-    from lf_core.explainers import channel_labels, layer_resolutions
+    from lf_core.layout import channel_labels, layer_resolutions
 
     labels = channel_labels()
     assert len(labels) == 14
@@ -315,6 +339,12 @@ def test_explain_methods_agree_in_sign(detector, model):
     assert abs(ig.dims.sum() - (ig.p_fake - ig.p_fake_baseline)) < 1e-3
     ab = ChannelAblation(detector, base).explain(w)
     assert ab.method == "channel_ablation" and ab.dims.shape == (14, 512)
+    # For a logistic regression both have the sign of each row's term in the logit: IG's row
+    # sum is that term times a positive path integral, ablation moves p along a monotone
+    # sigmoid. Rows whose effect is below IG's numerical error (1e-3) are left out.
+    big = np.abs(ab.channels) > 1e-3
+    assert big.sum() >= 4, ab.channels
+    np.testing.assert_array_equal(np.sign(ig.channels[big]), np.sign(ab.channels[big]))
     assert explain(w, detector).method == "integrated_gradients"
     m = mix(w, base[None], "fine")
     assert np.allclose(m[0, 8:], base[8:]) and np.allclose(m[0, :8], w[0, :8])
@@ -327,17 +357,19 @@ def test_quick_train_counts_and_skips(model, dfdc_pairs, tmp_path):
     junk.write_bytes(b"not a png")
     imgs = [r for r, _ in dfdc_pairs[:3]] + [f for _, f in dfdc_pairs[:3]] + [junk]
     res = quick_train(imgs, [0, 0, 0, 1, 1, 1, 1], model, folds=5)
-    assert res.n_real + res.n_fake + len(res.skipped) == 7
-    assert any("junk.png" in s for s in res.skipped)
-    assert res.cv_accuracy is None or 0.0 <= res.cv_accuracy <= 1.0
+    assert (res.n_real, res.n_fake) == (3, 3)  # the DFDC faces all align
+    assert len(res.skipped) == 1 and "junk.png" in res.skipped[0]
+    # 5 folds asked, 3 faces per class: 3 stratified folds, each scored
+    assert res.folds == 3 and len(res.cv_scores) == 3
+    assert res.cv_accuracy == pytest.approx(np.mean(res.cv_scores))
     assert res.detector.predict_proba(np.zeros((1, 14, 512), np.float32)).shape == (1, 2)
     # it records its codes as lf extract does, so lf evaluate and lf predict accept it
-    from lf_core.detect import check_detector
-    from lf_core.projectors import StyleGANProjector
+    from lf_core.detector import Detector
+    from lf_core.lab.projectors import StyleGANProjector
 
     proj = res.detector.metrics["projector"]
     assert proj["kind"] == "stylegan" and proj == StyleGANProjector(model).meta()
-    assert check_detector(res.detector, model) == []
+    assert Detector(res.detector).check(model) == []
 
 
 def test_train_from_a_zip(client, dfdc_pairs, tmp_path):
@@ -349,7 +381,7 @@ def test_train_from_a_zip(client, dfdc_pairs, tmp_path):
             zf.write(r, f"mine/real/{i}.jpg")
             zf.write(f, f"mine/fake/{i}.jpg")
         zf.writestr("mine/notes.txt", "not a face")
-    report, download, source, _ = client.predict(None, None, handle_file(str(z)), "lr",
+    report, download, source, _ = client.predict(None, None, handle_file(str(z)), "lr", False,
                                                  api_name="/train")
     assert "cross-validated accuracy" in report and "skipped" in report
     assert "notes.txt" in report
@@ -377,7 +409,7 @@ def test_torch_lane_one_thread():
 
     def gen():
         try:
-            for i in range(10):
+            for _ in range(10):
                 yield threading.current_thread().name
         finally:
             closed.append(threading.current_thread().name)

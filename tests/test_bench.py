@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from lf_core.data import read_manifest, split_of
 from lf_core.errors import LFError
+from lf_core.lab.data import read_manifest, split_of
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def tiny_manifest(data_dir, tmp_path_factory):
 
 
 def test_bench_refuses_an_unknown_classifier_at_once(tiny_manifest, tmp_path):
-    from lf_core.bench import BenchConfig, run_bench
+    from lf_core.lab.bench import BenchConfig, run_bench
 
     cfg = BenchConfig(manifest=str(tiny_manifest), work=str(tmp_path / "w"), classifiers=("lr-reg",))
     with pytest.raises(LFError, match="unknown bench classifier 'lr-reg'"):
@@ -43,7 +43,7 @@ def test_sigterm_ends_a_bench_like_ctrl_c():
     import signal
     import threading
 
-    from lf_core.bench import _sigterm_as_exit
+    from lf_core.lab.bench import _sigterm_as_exit
 
     if threading.current_thread() is not threading.main_thread():  # no handler: it would kill
         pytest.skip("signal handlers need the main thread")
@@ -54,7 +54,7 @@ def test_sigterm_ends_a_bench_like_ctrl_c():
 
 
 def test_bench_tiny(tiny_manifest, tmp_path, monkeypatch):
-    from lf_core.bench import BenchConfig, run_bench
+    from lf_core.lab.bench import BenchConfig, run_bench
 
     cfg = BenchConfig(manifest=str(tiny_manifest), name="tiny", work=str(tmp_path / "work"),
                       out_dir=str(tmp_path / "out"), projectors=("stylegan", "stylegan-2", "pca"),
@@ -84,7 +84,7 @@ def test_bench_tiny(tiny_manifest, tmp_path, monkeypatch):
         # 4 groups drawn twice (other groups, other seed): the point is the draws' mean
         d = pts[0]["draws"]
         assert len(d) == 2 and pts[0]["roc_auc"] == pytest.approx(np.mean([x["roc_auc"] for x in d]))
-    from lf_core.bench import fewshot_paired
+    from lf_core.lab.bench import fewshot_paired
     pairs = fewshot_paired(res["fewshot"])  # each latent row minus the CNN, draw by draw
     assert [p["latent"] for p in pairs] == lat
     for pair in pairs:
@@ -138,7 +138,7 @@ def test_bench_tiny(tiny_manifest, tmp_path, monkeypatch):
     assert f"2 runs over this cache, {first + res['wall_s']:.0f} s in all" in md.read_text()
 
     # a run stopped midway (Ctrl-C, kill) is logged too, and the next report counts it
-    import lf_core.bench as bench
+    import lf_core.lab.bench as bench
 
     def stop(*args):
         raise KeyboardInterrupt
@@ -182,14 +182,14 @@ def test_bench_tiny(tiny_manifest, tmp_path, monkeypatch):
     assert len(again["runs"]) == len(res["runs"]) + 1
     assert not (tmp_path / "work" / "detectors").exists()
     # a kept copy made on another manifest is not used
-    from lf_core.bench import _Store
+    from lf_core.lab.bench import _Store
     other = _Store(tmp_path / "work.json", keep=tmp_path / "out" / "results" / "cache" / "tiny.json",
                    manifest="another.csv")
     assert other.data == {}
 
     # RESULTS.md names the generator's sha256 and says when a run's StyleGAN rows were made
     # with weights other than the shipped ones
-    from lf_core.bench import write_report
+    from lf_core.lab.bench import write_report
     assert "Stale" not in md.read_text() and ", sha256 " in md.read_text()
     res["codes"]["stylegan"]["identity"]["weights_sha256"] = "older"
     (tmp_path / "out" / "results" / "tiny.json").write_text(json.dumps(res))
@@ -198,7 +198,7 @@ def test_bench_tiny(tiny_manifest, tmp_path, monkeypatch):
 
 
 def test_wall_says_when_the_first_logged_run_went_on_from_unlogged_ones():
-    from lf_core.bench import _wall
+    from lf_core.lab.bench import _wall
 
     runs = [{"date": "d0", "wall_s": 10.0, "resumed": True, "finished": False},
             {"date": "d1", "wall_s": 20.0, "resumed": True, "finished": True}]

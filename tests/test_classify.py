@@ -10,10 +10,10 @@ from sklearn.metrics import roc_auc_score
 
 from lf_core.classifiers import (
     CLASSIFIERS,
+    MLP2,
     ClassifierInputError,
     LatentClassifier,
     LogReg,
-    MLP2,
     NotFittedError,
     RandomForest,
     decide,
@@ -250,9 +250,10 @@ def test_mlp_dropout_adamw(data, tmp_path):
     assert plain.get_params()["optimizer"] == "sgd" and plain.get_params()["dropout"] == [0.0, 0.0]
     again = load_classifier(a.save(tmp_path / "d.safetensors"))
     assert again.dropout == (0.2, 0.5) and again.optimizer == "adamw"
-    from lf_core.detect import describe_detector
+    from lf_core.detector import Detector
 
-    assert "(regularised)" in describe_detector(again) and "regularised" not in describe_detector(plain)
+    assert "(regularised)" in Detector(again).describe()
+    assert "regularised" not in Detector(plain).describe()
     np.testing.assert_allclose(again.predict_proba(Xt), a.predict_proba(Xt), rtol=1e-6)
     for bad in (dict(dropout=(0.5,)), dict(dropout=(1.0, 0.0)), dict(optimizer="adam"),
                 dict(weight_decay=-1)):
@@ -261,11 +262,11 @@ def test_mlp_dropout_adamw(data, tmp_path):
 
 
 def test_groups_stay_on_one_side_of_the_mlp_holdout(data):
-    from lf_core.classifiers import _holdout_split
+    from lf_core.classifiers import holdout_split
 
     (X, y), (Xt, yt) = data
     groups = np.arange(len(y)) // 10  # e.g. 10 frames per video
-    train, val = _holdout_split(y, groups, 0.1, np.random.default_rng(0))
+    train, val = holdout_split(y, groups, 0.1, np.random.default_rng(0))
     assert not set(groups[train]) & set(groups[val])
     assert 20 <= len(val) <= 40 and len(train) + len(val) == len(y)
     model = MLP2(channels=SIGNAL, max_epochs=2, batch_size=8).fit(X, y, groups=groups)

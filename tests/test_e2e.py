@@ -66,9 +66,9 @@ def test_upload_detect_and_read_the_verdict(app_url, page):
     verdict = label.inner_text().strip()
     assert verdict in ("REAL", "FAKE")
     card = page.inner_text("#lf-verdict")
-    assert "p(fake)" in card and "Detector" in card and "Projector" in card
+    assert "p(fake)" in card and "Detector" in card and "How to read this" in card
     page.wait_for_function(  # explanations rendered after the verdict
-        "() => (document.querySelector('#lf-status')?.innerText || '').includes('explanations ready')",
+        "() => (document.querySelector('#lf-status')?.innerText || '').includes('Done in')",
         timeout=300_000)
     page.wait_for_timeout(1500)  # let the plots draw
     body = page.inner_text("body")

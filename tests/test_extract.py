@@ -2,18 +2,19 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lf_core import cli
-from lf_core.baselines import load_baseline
 from lf_core.classifiers import load_classifier
-from lf_core.data import read_manifest, split_of
 from lf_core.errors import LFError
-from lf_core.evaluate import METRIC_KEYS, evaluate_detector, metrics, train_detector
-from lf_core.extract import extract, load_codes
-from lf_core.projectors import StyleGANProjector
+from lf_core.lab.baselines import load_baseline
+from lf_core.lab.data import read_manifest, split_of
+from lf_core.lab.evaluate import METRIC_KEYS, evaluate_detector, metrics, train_detector
+from lf_core.lab.extract import extract, load_codes
+from lf_core.lab.projectors import StyleGANProjector
 
 
 @pytest.fixture(scope="module")
@@ -107,14 +108,21 @@ def test_codes_and_failures(codes_dir, manifest, model):
         extract(manifest, StyleGANProjector(model, steps=3), codes_dir, progress=False)
 
 
-def test_group_split_is_disjoint(codes_dir):
+def test_group_split_is_disjoint(codes_dir, manifest):
+    """Each face keeps its manifest group (source video), so a video's real and fake crops
+    land on one side: train holds the 4 train videos' 8 crops, test the 2 test videos' 4,
+    and no video (as the manifest names it, not as the codes do) is on both sides."""
+    group_of = {Path(it.path).name: it.group for it in read_manifest(manifest)}
     c = load_codes(codes_dir)
+    assert [group_of[Path(p).name] for p in c.paths] == list(c.groups)
     tr, te = c.where("train"), c.where("test")
-    assert len(tr) and len(te)
-    assert not set(tr.groups) & set(te.groups)
-    # real and fake crops of one source video always land on the same side
-    for g in set(c.groups):
-        assert len({s for s, gg in zip(c.splits, c.groups) if gg == g}) == 1
+    assert (len(tr), len(te)) == (8, 4)
+    for part in (tr, te):  # whole videos: each with its real and its fake crop
+        for g in set(part.groups):
+            assert sorted(part.labels[part.groups == g].tolist()) == [0, 1]
+    videos = lambda part: {group_of[Path(p).name] for p in part.paths}  # noqa: E731
+    assert len(videos(tr)) == 4 and len(videos(te)) == 2
+    assert not videos(tr) & videos(te)
 
 
 def test_train_and_evaluate(codes_dir, manifest, tmp_path, model):
@@ -147,9 +155,10 @@ def test_train_and_evaluate(codes_dir, manifest, tmp_path, model):
 def test_mirror_views(codes_dir, manifest, tmp_path, model):
     """lf extract --mirror stores the code of each face flipped left-right; a detector
     trained on both views gives a face and its mirror image the same score."""
-    from lf_core.detect import classify_face, mirror_code
-    from lf_core.extract import load_crop
+    from lf_core.detector import Detector
     from lf_core.inversion import encode
+    from lf_core.lab.extract import load_crop
+    from lf_core.pipeline import mirror_code
 
     out = tmp_path / "mirror"
     extract(manifest, StyleGANProjector(model, steps=0), out, batch=4, mirror=True,
@@ -175,8 +184,9 @@ def test_mirror_views(codes_dir, manifest, tmp_path, model):
     np.testing.assert_allclose(sorted(p["prob_fake"] for p in res2["predictions"]),
                                sorted(p["prob_fake"] for p in res["predictions"]), atol=1e-5)
     # a face and its mirror image: the same two views, so the same verdict
-    v = classify_face(c.codes[:1], crop, model, det)
-    v_m = classify_face(c.mirror[:1], np.ascontiguousarray(crop[:, ::-1]), model, det)
+    two = Detector(det)
+    v = two.judge(c.codes[:1], mirror_code(model, crop))
+    v_m = two.judge(c.mirror[:1], mirror_code(model, np.ascontiguousarray(crop[:, ::-1])))
     assert v.prob_fake == pytest.approx(v_m.prob_fake, abs=1e-5)
     p_face = det.predict_proba(c.codes[:1])[0, 1]
     assert v.prob_fake != pytest.approx(p_face, abs=1e-6)  # the mirror view counted
@@ -256,7 +266,7 @@ def test_cli_cnn_baseline(manifest, tmp_path, capsys):
 def test_bootstrap_auc_resamples_whole_groups():
     from sklearn.metrics import roc_auc_score
 
-    from lf_core.evaluate import bootstrap_auc, ci95
+    from lf_core.stats import bootstrap_auc, percentile_ci95
 
     rng = np.random.default_rng(0)
     g = np.repeat(np.arange(40), 2)  # a real face and its fake per source video
@@ -265,11 +275,11 @@ def test_bootstrap_auc_resamples_whole_groups():
     b = bootstrap_auc(y, [good, noise], g, resamples=500, seed=1)
     assert b.shape == (500, 2)  # every resample holds both classes: no resample skipped
     np.testing.assert_array_equal(b, bootstrap_auc(y, [good, noise], g, resamples=500, seed=1))
-    lo, hi = ci95(b[:, 0])
-    assert lo < roc_auc_score(y, good) < hi and ci95(b[:, 0] - b[:, 1])[0] > 0
+    lo, hi = percentile_ci95(b[:, 0])
+    assert lo < roc_auc_score(y, good) < hi and percentile_ci95(b[:, 0] - b[:, 1])[0] > 0
     # one resample = whole groups: with one face per group of a single class, none is usable
     assert bootstrap_auc([1, 1], [0.2, 0.9], ["a", "b"], resamples=50).shape == (0, 1)
-    assert ci95([]) is None
+    assert percentile_ci95([]) is None
 
 
 def test_metrics_values():
@@ -293,7 +303,7 @@ def test_training_faces_refused_for_every_split_kind():
     refuses every face of its manifest, and the advice names a split that can work."""
     from types import SimpleNamespace as NS
 
-    from lf_core.evaluate import refuse_training_faces
+    from lf_core.lab.evaluate import refuse_training_faces
 
     codes = NS(meta={"manifest_sha256": "m"})
     ev = NS(splits=np.array(["test", "val"]))
@@ -307,7 +317,7 @@ def test_training_faces_refused_for_every_split_kind():
 
 
 def test_identity_includes_refinement_passes():
-    from lf_core.evaluate import _identity_matches
+    from lf_core.lab.evaluate import _identity_matches
 
     det = {"kind": "stylegan", "steps": 0, "weights_sha256": "a", "invert_kw": {}}
     assert _identity_matches(det, {**det})
@@ -319,8 +329,8 @@ def test_identity_includes_refinement_passes():
 def test_non_finite_codes_are_listed_not_kept(manifest, tmp_path):
     """A projector that returns NaN for a face (a diverged inversion, a broken file): the
     face is listed in failed.csv with the reason, and no NaN reaches the codes."""
-    from lf_core.extract import NON_FINITE
-    from lf_core.projectors import CropProjector
+    from lf_core.lab.extract import NON_FINITE
+    from lf_core.lab.projectors import CropProjector
 
     class Flaky(CropProjector):
         def project(self, crops):

@@ -542,7 +542,7 @@ def test_lf_safetensors(tmp_path, variant):
     E.w_avg.normal_()
     t = {f"G.{k}": v for k, v in G.state_dict().items()}
     t.update({f"E.{k}": v for k, v in E.state_dict().items()})
-    if variant == "export":  # what lf_core.train_gen.export writes
+    if variant == "export":  # what lf_core.lab.train_gen.export writes
         t = {k: v.half().contiguous() for k, v in t.items()}
         import json
 

@@ -5,15 +5,20 @@ import pytest
 import torch
 
 from lf_core.errors import LFError, WeightsError
-from lf_core.projectors import (PCAProjector, ProjectorError, StyleGANProjector, load_projector,
-                                make_projector)
+from lf_core.lab.projectors import (
+    PCAProjector,
+    ProjectorError,
+    StyleGANProjector,
+    load_projector,
+    make_projector,
+)
 
 
 @pytest.fixture(scope="module")
 def real_faces(data_dir):
     """40 real FFHQ faces, already FFHQ-aligned at 256 px (no detection needed)."""
-    from lf_core.data import read_manifest
     from lf_core.io import load_image
+    from lf_core.lab.data import read_manifest
 
     items = [it for it in read_manifest(data_dir / "ffhq_stylegan" / "manifest.csv") if it.label == 0]
     crops = np.stack([load_image(it.path) for it in items[:40]])
@@ -33,7 +38,7 @@ def test_pca_fit_project_reconstruct(real_faces, tmp_path):
     assert rec.shape == (40, 32, 32, 3) and rec.dtype == np.uint8
     assert pca.reconstruct(codes[:2], full_size=True).shape == (2, 256, 256, 3)
     # 8 components reconstruct better than the mean face alone
-    from lf_core.projectors import downsample
+    from lf_core.lab.projectors import downsample
 
     x = downsample(real_faces, 32)
     err_pca = np.mean((rec.reshape(40, -1) / 255.0 - x) ** 2)
@@ -94,7 +99,7 @@ def test_stylegan_projector_meta_roundtrip(tmp_path):
 
 def test_cnn_baselines_smoke(tmp_path):
     """Tiny fits and a save/load round trip; the real (from-scratch) runs come later."""
-    from lf_core.baselines import CNNDetector, Xception, build, load_baseline
+    from lf_core.lab.baselines import CNNDetector, Xception, build, load_baseline
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from lf_core.detector import Detector
-from lf_core.pipeline import (FaceResult, FrameResult, aggregate, analyse_image,
-                              predict_image)
+from lf_core.pipeline import FaceResult, FrameResult, aggregate, analyse_image, predict_image
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "demo" / "examples" / "real_ffhq_00002.jpg"

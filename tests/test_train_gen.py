@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from lf_core.lab.train_gen import TrainConfig, build_cache, lr_scale, train
 from lf_core.loaders import load_checkpoint
-from lf_core.train_gen import TrainConfig, build_cache, lr_scale, train
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +92,9 @@ def test_lr_schedule():
 
 def test_pack_round_trip(cache, tmp_path):
     """--pack-to / --from-pack: the cache as WebP travels to a machine without ../shared."""
-    from lf_core.losses import psnr
     from lf_core.inversion import to_tensor
-    from lf_core.train_gen import pack_faces, unpack_faces
+    from lf_core.lab.train_gen import pack_faces, unpack_faces
+    from lf_core.losses import psnr
 
     pack_faces(cache, tmp_path / "faces.npz")
     unpack_faces(tmp_path / "faces.npz", tmp_path / "run")

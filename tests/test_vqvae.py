@@ -7,9 +7,9 @@ import torch
 
 from lf_core import cli
 from lf_core.errors import WeightsError
-from lf_core.projectors import (ProjectorError, VQVAEProjector, load_projector,
-                                make_projector)
-from lf_core.vqvae import VQVAE, train_vqvae
+from lf_core.lab.projectors import ProjectorError, VQVAEProjector, load_projector, make_projector
+from lf_core.lab.train_vqvae import train_vqvae
+from lf_core.lab.vqvae import VQVAE
 
 TINY = {"ch": 16, "res_ch": 8, "n_res": 1, "dim": 8, "n_embed": 32}  # same code grids
 
@@ -20,8 +20,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def faces(data_dir):
     """10 real FFHQ faces, FFHQ-aligned at 256 px already."""
-    from lf_core.data import read_manifest
     from lf_core.io import load_image
+    from lf_core.lab.data import read_manifest
 
     items = [it for it in read_manifest(data_dir / "ffhq_stylegan" / "manifest.csv")
              if it.label == 0][:10]
@@ -30,7 +30,7 @@ def faces(data_dir):
 
 @pytest.fixture(scope="module")
 def cache(faces, tmp_path_factory):
-    """A face cache as lf_core.train_gen.build_cache leaves it (8 train, 2 val faces)."""
+    """A face cache as lf_core.lab.train_gen.build_cache leaves it (8 train, 2 val faces)."""
     d = tmp_path_factory.mktemp("cache")
     np.save(d / "faces_train.npy", faces[:8])
     np.save(d / "faces_val.npy", faces[8:])
@@ -96,7 +96,7 @@ def test_codes_and_roundtrip(trained, faces, tmp_path):
 
 
 def test_extract_with_vqvae(trained, data_dir, tmp_path):
-    from lf_core.extract import extract, load_codes
+    from lf_core.lab.extract import extract, load_codes
 
     manifest = tmp_path / "m.csv"
     root = data_dir / "ffhq_stylegan"

@@ -1,0 +1,179 @@
+"""Files the project writes: atomically, with their digests; weight files with a header.
+
+    atomic_write_bytes(path, data)            every writer below goes through this one
+    atomic_write_json(path, obj)              indented, sorted keys, trailing newline
+    atomic_savez(path, **arrays)              an .npz of named arrays
+    atomic_write_safetensors(path, tensors, metadata)   numpy arrays or torch tensors
+    write_lf_file(path, arrays, key, header)  tensors + a JSON header under `key`
+    read_lf_file(path, what, key, fmt, version)  -> (header, arrays); WeightsError otherwise
+    digest(src, n=64)                         sha256 hex of bytes, byte chunks or a file
+    file_digest(path, n=16)                   cached digest prefix of a file (None: no file)
+
+Atomic: the bytes go to a temporary file in the destination folder, are flushed to disk
+and the file is renamed over the destination (atomic on one file system), so a reader sees
+the old file or the new one, never half of one; a failed write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .errors import WeightsError
+
+CHUNK = 1 << 20  # bytes read at a time when hashing a file
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def atomic_write(path, write: Callable[[BinaryIO], object]) -> Path:
+    """Call write(f) on a temporary binary file beside `path`, fsync it, rename it onto
+    `path` (mode 0644). On any error the temporary file is removed and the error raised."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_json(path, obj) -> Path:
+    return atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+def atomic_savez(path, **arrays) -> Path:
+    """An .npz of `arrays` at exactly `path` (numpy adds no suffix to a file object)."""
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def atomic_write_safetensors(path, tensors: dict, metadata: dict | None = None) -> Path:
+    """A .safetensors file of numpy arrays or of torch tensors (all of one kind), with
+    string metadata."""
+    if all(isinstance(v, np.ndarray) for v in tensors.values()):
+        from safetensors.numpy import save
+    else:
+        from safetensors.torch import save
+    return atomic_write_bytes(path, save(tensors, metadata=metadata))
+
+
+# --------------------------------------------------------------------------- weight files
+
+
+def write_lf_file(path, arrays: dict, key: str, header: dict) -> Path:
+    """A LatentForensics weight file (a classifier, projector or CNN baseline): the arrays
+    (numpy or torch) as tensors plus `header` as JSON under metadata `key`; read it back
+    with read_lf_file. Nothing in it is executed on load."""
+    return atomic_write_safetensors(path, arrays, {key: json.dumps(header)})
+
+
+def read_lf_file(path, what: str, key: str, fmt: str, version: int, framework="numpy"):
+    """(meta, arrays) of a LatentForensics .safetensors file (a classifier, projector or
+    CNN baseline): tensors plus a JSON header under `key` whose "format" is `fmt` and
+    "version" is `version`. Nothing in it is executed; a pickle / torch.save file is
+    refused without being opened. WeightsError (saying what it found) for anything else."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{what} file not found: {path}")
+    try:
+        with safe_open(str(path), framework=framework) as f:
+            header = f.metadata() or {}
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head[:1] == b"\x80" or head == b"PK":  # pickle protocol >= 2, or torch.save's zip
+            raise WeightsError(
+                f"{path} looks like a pickle/torch.save file, which is unsafe to load and was "
+                f"not opened; only .safetensors {what} files written by LatentForensics are "
+                "accepted") from err
+        raise WeightsError(f"{path} is not a readable .safetensors file ({err})") from err
+    if key not in header:
+        raise WeightsError(f"{path} is a .safetensors file but not a LatentForensics {what} "
+                           f"(no '{key}' header)")
+    try:
+        meta = json.loads(header[key])
+    except json.JSONDecodeError as err:
+        raise WeightsError(f"{path}: {what} header is not valid JSON ({err})") from err
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise WeightsError(f"{path}: header format is not {fmt!r}")
+    if meta.get("version") != version:
+        raise WeightsError(f"{path}: {what} file version {meta.get('version')!r}; this code "
+                           f"reads version {version}")
+    return meta, arrays
+
+
+def has_lf_header(path, key: str) -> bool:
+    """Whether `path` is a .safetensors file with metadata `key` (False for anything else)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as f:
+            return key in (f.metadata() or {})
+    except Exception:  # not a safetensors file at all
+        return False
+
+
+# --------------------------------------------------------------------------- digests
+
+
+def digest(src, n: int = 64) -> str:
+    """First n hex digits of the sha256 of `src`: bytes, an iterable of byte chunks (hashed
+    as their concatenation), or a file's path (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        h.update(src)
+    elif isinstance(src, (str, os.PathLike)):
+        with open(src, "rb") as f:
+            for block in iter(lambda: f.read(CHUNK), b""):
+                h.update(block)
+    else:
+        for chunk in src:
+            h.update(chunk)
+    return h.hexdigest()[:n]
+
+
+_DIGESTS: dict = {}
+
+
+def file_digest(path, n: int = 16) -> str | None:
+    """First n hex digits of the file's sha256 (None when it is not a regular file). Cached
+    by (path, mtime, size): a rewritten file is read anew."""
+    try:
+        st = Path(path).stat()
+    except (OSError, TypeError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = digest(path)
+    return _DIGESTS[key][:n]
+
+
+__all__ = ["atomic_savez", "atomic_write", "atomic_write_bytes", "atomic_write_json",
+           "atomic_write_safetensors", "digest", "file_digest", "has_lf_header",
+           "read_lf_file", "write_lf_file"]
