@@ -373,6 +373,30 @@ def _explore(what, row, source, face_a, face_b, result, settings):
 # --------------------------------------------------------------------------- Benchmarks
 
 
+BENCH_DIR = ROOT / "benchmarks" / "results"
+
+
+def bench_names() -> list[str]:
+    """The benches with results (benchmarks/results/NAME.json), DFDC first."""
+    names = [p.stem for p in sorted(BENCH_DIR.glob("*.json"))
+             if '"table"' in p.read_text(errors="replace")] if BENCH_DIR.is_dir() else []
+    return sorted(names, key=lambda n: (not n.startswith("dfdc"), n))
+
+
+def bench_plots(name):
+    """Four interactive figures of one bench: Table 1, few-shot, per row, reconstruction."""
+    import json
+
+    path = BENCH_DIR / f"{name}.json"
+    if not name or not path.is_file():
+        return None, None, None, None, "No results for this bench yet: run `lf bench`."
+    res = json.loads(path.read_text())
+    note = (f"`{res.get('command', 'lf bench')}` ({res.get('date', '')}; "
+            f"{res.get('machine', {}).get('cpu', '')})")
+    return (plots.bench_table(res), plots.bench_fewshot(res), plots.bench_rows(res),
+            plots.bench_recon(res), note)
+
+
 def benchmarks():
     """RESULTS.md as Markdown (images moved to a gallery), or how to make it."""
     if not RESULTS_MD.is_file():

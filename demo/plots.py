@@ -191,3 +191,85 @@ def top_dims(att, k: int = 12) -> go.Figure:
     fig.update_xaxes(title_text="contribution to p(fake)", zeroline=True,
                      zerolinecolor="#adb5bd", automargin=True)
     return fig
+
+
+# --------------------------------------------------------------------------- benchmarks
+
+PROJ_COLOURS = {"stylegan": "#364fc7", "pca": "#f59f00", "vqvae": "#37b24d",
+                "pixels (CNN)": "#868e96", "cnn": "#868e96"}
+
+
+def _bench_layout(fig, title, height=360):
+    _layout(fig, title, height, legend=dict(orientation="h", y=-0.25, x=0))
+    fig.update_layout(margin=dict(l=60, r=20, t=50, b=90))
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
+    return fig
+
+
+def bench_table(res: dict) -> go.Figure:
+    """Table 1 as bars: test ROC AUC per classifier, one colour per projector."""
+    fig = go.Figure()
+    rows = res.get("table", {})
+    for proj in ("stylegan", "pca", "vqvae", "cnn"):
+        keys = [k for k in rows if k.split("/")[0] == proj]
+        if not keys:
+            continue
+        fig.add_trace(go.Bar(
+            x=[k.split("/")[1] for k in keys], y=[rows[k]["roc_auc"] for k in keys],
+            name={"cnn": "CNN on pixels", "stylegan": "StyleGAN latent (ours)",
+                  "pca": "PCA-512", "vqvae": "VQ-VAE-2"}[proj],
+            marker_color=PROJ_COLOURS[proj],
+            hovertemplate="%{x}: AUC %{y:.3f}<extra>" + proj + "</extra>"))
+    _bench_layout(fig, "Table 1: test ROC AUC by projector and classifier")
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(range=[0.4, 1.0], title_text="test ROC AUC")
+    fig.add_hline(y=0.5, line=dict(color=GREY, dash="dot", width=1))
+    return fig
+
+
+def bench_fewshot(res: dict) -> go.Figure:
+    """Few-shot curves: mean test AUC over draws against the training groups."""
+    fig = go.Figure()
+    for key, pts in res.get("fewshot", {}).items():
+        xs = [p.get("n_train") or p.get("groups") for p in pts]
+        ys = [p["roc_auc"] for p in pts]
+        fig.add_trace(go.Scatter(
+            x=xs, y=ys, mode="lines+markers", name=key.replace("cnn/", "CNN ").replace("stylegan/", ""),
+            line=dict(color=GREY if key.startswith("cnn") else None,
+                      dash="dash" if key.startswith("cnn") else "solid"),
+            hovertemplate="%{x} training faces: AUC %{y:.3f}<extra>" + key + "</extra>"))
+    _bench_layout(fig, "Few-shot: test AUC against training faces (mean of draws)")
+    fig.update_xaxes(type="log", title_text="training faces (log scale)")
+    fig.update_yaxes(title_text="test ROC AUC")
+    return fig
+
+
+def bench_rows(res: dict) -> go.Figure:
+    """Per W+ row: test AUC of a classifier that reads that row alone."""
+    fig = go.Figure()
+    names = row_names()
+    for clf, vals in res.get("channels", {}).items():
+        fig.add_trace(go.Bar(x=[v["roc_auc"] for v in vals], y=names[:len(vals)],
+                             orientation="h", name=clf,
+                             hovertemplate="%{y}: AUC %{x:.3f}<extra>" + clf + "</extra>"))
+    _bench_layout(fig, "Which W+ rows carry the signal: test AUC of one row alone", 480)
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=11))
+    fig.update_xaxes(range=[0.45, max([0.8] + [v["roc_auc"] + 0.02 for vs in
+                                              res.get("channels", {}).values() for v in vs])],
+                     title_text="test ROC AUC")
+    return fig
+
+
+def bench_recon(res: dict) -> go.Figure:
+    """Reconstruction PSNR (mean and 95% interval) per projector."""
+    rec = {k: v for k, v in res.get("recon", {}).items() if isinstance(v, dict) and "psnr" in v}
+    fig = go.Figure(go.Bar(
+        x=list(rec), y=[v["psnr"][0] for v in rec.values()],
+        error_y=dict(type="data", array=[v["psnr"][1] for v in rec.values()]),
+        marker_color=[PROJ_COLOURS.get(k.split()[0], "#364fc7") for k in rec],
+        hovertemplate="%{x}: %{y:.2f} dB<extra></extra>"))
+    _bench_layout(fig, "Reconstruction quality of the test faces (PSNR, higher is better)")
+    fig.update_yaxes(title_text="PSNR (dB)", rangemode="tozero")
+    return fig

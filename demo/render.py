@@ -109,16 +109,17 @@ def verdict_card(res: dict, prior_fake: float) -> str:
     if res.get("projector"):
         rows.append(("Codes", res["projector"]))
     rows.append(("Detector", res["detector"]))
-    if res.get("nearest_source"):
-        rows.append(("Most like", f"{res['nearest_source']} (distance {res['domain_ratio']:.2f} "
-                     "of the usual limit)"))
+    near = res.get("nearest_source")
+    if near:
+        what = {s.get("name"): s.get("what") for s in (res.get("about") or {}).get("sources", [])}
+        rows.append(("Most like", f"{what.get(near) or near} (at {res['domain_ratio']:.2f} of "
+                     "the distance where it stops knowing)"))
     notes = "".join(f'<div class="lf-note">{_esc(n)}</div>' for n in res.get("notes", []))
     if partial:
         notes += f'<div class="lf-note">{_esc(partial)}</div>'
     if res.get("outside"):
         notes = ('<div class="lf-note">This face is unlike the faces this detector was trained '
-                 f"on (nearest: {_esc(res.get('nearest_source'))}), so its score would be a "
-                 "guess: no verdict.</div>") + notes
+                 "on, so its score would be a guess: no verdict.</div>") + notes
     return f"""
 <div class="lf-card {cls}">
   <div class="lf-head">
@@ -130,7 +131,7 @@ def verdict_card(res: dict, prior_fake: float) -> str:
   <div class="lf-rule">
     Likelihood ratio p(x|fake)/p(x|real) = <b>{lr_txt}</b>; with an expected share of fakes
     π = {prior_fake:.2f} the rule says <b>fake when the ratio ≥ (1−π)/π = {need:.3g}</b>,
-    that is when p(fake) ≥ {thr:.2f}.
+    that is when p(fake) ≥ {thr:.2f}. The detector was trained with {share:.0%} fakes.
   </div>
   {notes}
   <table class="lf-prov">{''.join(f'<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>' for k, v in rows)}</table>

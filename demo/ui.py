@@ -41,9 +41,12 @@ STEPS_HTML = (
     "<span>5 · explain</span></div>")
 
 DETECT_HELP = """
-**Steps** = gradient steps refining the encoder's code (0 = encoder only: fastest).
-The **prior** is the share of fakes you expect where the photo comes from: when fakes are
-rare, stronger evidence is needed to say *fake*. Moving it re-decides instantly.
+The **verdict** reads the code the detector was trained on (the encoder's, for the default):
+it comes first, and does not change with the steps. **Steps** refine the reconstruction you
+watch (gradient steps on the code). The **prior** is the share of fakes you expect where the
+photo comes from: when fakes are rare, stronger evidence is needed to say *fake*. Moving it
+re-decides instantly. **Unsure** means the face is unlike every kind of face the detector
+was trained on.
 """
 
 
@@ -114,7 +117,7 @@ def build_demo() -> gr.Blocks:
                             gr.Examples(ex, inputs=[image], label="Examples (FFHQ photos and a StyleGAN face; "
                                         "CC BY-NC-SA 4.0, see demo/examples/ATTRIBUTION.md)")
                         steps = gr.Slider(0, H.MAX_STEPS, value=20, step=1,
-                                          label="Inversion steps (0 = encoder only)",
+                                          label="Reconstruction: inversion steps",
                                           elem_id="lf-steps")
                         with gr.Row():
                             run = gr.Button("Detect", variant="primary", elem_id="lf-detect")
@@ -130,21 +133,25 @@ def build_demo() -> gr.Blocks:
                                                  interactive=False, height=260, format="jpeg")
                             crop_img = gr.Image(label="Aligned crop x",
                                                 interactive=False, height=260, format="png")
-                            recon_img = gr.Image(label="Reconstruction G(w)",
+                            recon_img = gr.Image(label="Reconstruction",
                                                  interactive=False, height=260, format="png")
                         loss_plot = gr.Plot(label="Inversion loss", show_label=False)
                         with gr.Accordion("Why? Attributions over the W+ code", open=True):
                             gr.Markdown(
-                                "Which of the 14 W+ layers (labelled by the resolution they "
-                                "style) moved the detector's p(fake) away from the mean face's; "
-                                "Integrated Gradients for differentiable detectors, ablation for "
-                                "random forests. The difference image shows what the generator "
-                                "could not reproduce.")
+                                "Starting from a typical real face's p(fake), each bar adds what "
+                                "one layer of the W+ code changes on the way to this face (red: "
+                                "towards fake, blue: towards real); they end at this face's "
+                                "p(fake). Coarse layers hold pose and face shape, middle ones the "
+                                "features, fine ones colour and texture. Integrated Gradients "
+                                "for differentiable detectors, ablation for random forests. The "
+                                "difference image shows what the generator could not reproduce.")
                             with gr.Row(equal_height=False):
-                                chan_plot = gr.Plot(label="Per layer", show_label=False, scale=3)
+                                chan_plot = gr.Plot(label="Per layer", show_label=False, scale=3,
+                                                    elem_id="lf-why")
                                 diff_img = gr.Image(label="|x − G(w)|, ×4", interactive=False,
                                                     height=300, format="png", scale=2)
-                            dims_plot = gr.Plot(label="Per dimension", show_label=False)
+                            dims_plot = gr.Plot(label="The numbers that mattered most",
+                                                show_label=False)
                         with gr.Accordion("Raw result (JSON)", open=False):
                             result_json = gr.JSON(label="result")
 
@@ -170,7 +177,7 @@ def build_demo() -> gr.Blocks:
                         every = gr.Slider(1, 300, value=10, step=1, label="Score every Nth frame",
                                           elem_id="lf-every")
                         vsteps = gr.Slider(0, H.MAX_VIDEO_STEPS, value=0, step=1,
-                                           label="Inversion steps per frame (0 = encoder only)")
+                                           label="Reconstruction steps per frame")
                         with gr.Row():
                             vrun = gr.Button("Analyse video", variant="primary", elem_id="lf-vrun")
                             vstop = gr.Button("Stop", variant="stop")
@@ -217,10 +224,10 @@ def build_demo() -> gr.Blocks:
                         source = gr.Radio(["mean face", "another face"], value="mean face",
                                           label="Take them from")
                         with gr.Row():
-                            face_a = SafeImage(label="Face A (optional)", type="filepath",
+                            face_a = SafeImage(label="Face A", type="filepath",
                                                sources=["upload", "clipboard"], height=160,
                                                elem_id="lf-face-a")
-                            face_b = SafeImage(label="Face B (for 'another face')",
+                            face_b = SafeImage(label="Face B",
                                                type="filepath", sources=["upload", "clipboard"],
                                                height=160, elem_id="lf-face-b")
                         erun = gr.Button("Mix", variant="primary", elem_id="lf-mix")
@@ -228,7 +235,7 @@ def build_demo() -> gr.Blocks:
                         with gr.Row():
                             e_a = gr.Image(label="G(w_A): face A", interactive=False, format="png")
                             e_mix = gr.Image(label="Mixed", interactive=False, format="png")
-                            e_b = gr.Image(label="Source of the layers", interactive=False,
+                            e_b = gr.Image(label="Layers from", interactive=False,
                                            format="png")
                         e_info = gr.Markdown(elem_id="lf-einfo")
                 erun.click(H.explore, [what, row, source, face_a, face_b, result, settings],
@@ -237,12 +244,26 @@ def build_demo() -> gr.Blocks:
 
             # ------------------------------------------------------------ Benchmarks
             with gr.Tab("Benchmarks", id="benchmarks"):
+                gr.Markdown("The paper's experiments on this project's models and data "
+                            "(`lf bench`): detection on the test split (by source video), "
+                            "few training faces, which W+ rows matter, reconstruction.")
+                names = H.bench_names()
+                bname = gr.Radio(names, value=names[0] if names else None, label="Bench",
+                                 elem_id="lf-bench")
+                bnote = gr.Markdown(elem_classes=["lf-status"])
                 with gr.Row():
-                    gr.Markdown("Results of `lf bench` (benchmarks/RESULTS.md): detection "
-                                "quality and speed of the projectors and classifiers.")
-                    bref = gr.Button("Refresh", size="sm", scale=0, min_width=100)
-                bmd = gr.Markdown()
-                bgal = gr.Gallery(label="Figures", columns=2, height="auto", visible=False)
+                    btab = gr.Plot(show_label=False, min_width=320)
+                    bfew = gr.Plot(show_label=False, min_width=320)
+                with gr.Row():
+                    brows = gr.Plot(show_label=False, min_width=320)
+                    brec = gr.Plot(show_label=False, min_width=320)
+                with gr.Accordion("All the tables (benchmarks/RESULTS.md)", open=False):
+                    bref = gr.Button("Refresh", size="sm", min_width=100)
+                    bmd = gr.Markdown()
+                    bgal = gr.Gallery(label="Figures", columns=1, height="auto",
+                                      object_fit="contain", visible=False)
+                bouts = [btab, bfew, brows, brec, bnote]
+                bname.change(H.bench_plots, [bname], bouts, api_name="bench_plots")
                 bref.click(H.benchmarks, None, [bmd, bgal], api_name="benchmarks")
 
             # ------------------------------------------------------------ Train your own
@@ -295,6 +316,7 @@ def build_demo() -> gr.Blocks:
 
         demo.load(H.page_load, [settings], [header], api_visibility="private")
         demo.load(H.benchmarks, None, [bmd, bgal], api_visibility="private")
+        demo.load(H.bench_plots, [bname], bouts, api_visibility="private")
     return demo
 
 

@@ -75,3 +75,58 @@ def test_upload_detect_and_read_the_verdict(app_url, page):
     assert "Traceback" not in body
     page.screenshot(path=str(ARTIFACTS / "e2e_detect.png"), full_page=True)
     assert (ARTIFACTS / "e2e_detect.png").stat().st_size > 10_000
+
+
+TABS = ("Detect", "Video", "Explore", "Benchmarks", "Train your own")
+# labels, tab names and buttons whose text is cut off (ellipsis or hidden overflow)
+CLIPPED_JS = """() => {
+  const out = [];
+  const sel = '[data-testid="block-info"], label span, button, .lf-prov td, .lf-label';
+  for (const el of document.querySelectorAll(sel)) {
+    const r = el.getBoundingClientRect();
+    if (!r.width || !r.height || getComputedStyle(el).visibility === 'hidden') continue;
+    if (el.scrollWidth > el.clientWidth + 1 && el.innerText.trim())
+      out.push(el.innerText.trim().slice(0, 60));
+  }
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("width", [1400, 400])
+def test_every_tab_at_desktop_and_phone_width(app_url, page, width):
+    """Each tab renders at 1400 px and at a phone's 400 px with no label cut off; a
+    screenshot of each goes to tests/artifacts/."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(app_url)
+    page.wait_for_selector("#lf-detect", timeout=60_000)
+    for tab in TABS:
+        page.get_by_role("tab", name=tab).click()
+        page.wait_for_timeout(1200 if tab == "Benchmarks" else 400)
+        clipped = page.evaluate(CLIPPED_JS)
+        name = f"tab_{tab.split()[0].lower()}_{width}.png"
+        page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+        assert not clipped, f"{tab} at {width} px: text cut off: {clipped}"
+        assert "Traceback" not in page.inner_text("body")
+    # the Benchmarks plots are drawn whole: axis labels inside the plot's box
+    page.get_by_role("tab", name="Benchmarks").click()
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+
+
+def test_explanation_adds_up_to_the_verdict_in_the_page(app_url, page):
+    """The waterfall starts at the baseline's p(fake) and its steps end at the verdict's."""
+    page.goto(app_url)
+    page.wait_for_selector("#lf-detect", timeout=60_000)
+    page.set_input_files("#lf-image input[type=file]", str(EXAMPLE))
+    page.wait_for_selector("#lf-image img", timeout=60_000)
+    page.click("#lf-detect")
+    page.wait_for_function(
+        "() => (document.querySelector('#lf-status')?.innerText || '').includes('Done in')",
+        timeout=300_000)
+    page.wait_for_selector("#lf-why .js-plotly-plot", timeout=60_000)
+    xs = page.evaluate("() => Array.from(document.querySelector('#lf-why .js-plotly-plot')"
+                       ".data[0].x)")
+    text = page.inner_text("#lf-verdict")
+    p = float(text.split("p(fake) = ")[1].split()[0])
+    assert abs(sum(xs[:-1]) - p) < 0.01  # baseline + rows (the last bar is the total)
+    page.screenshot(path=str(ARTIFACTS / "e2e_explained.png"), full_page=True)

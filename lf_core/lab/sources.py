@@ -23,7 +23,6 @@ split of every source:
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -39,6 +38,7 @@ WHAT = {"dfdc_faces": "DFDC video frames (face swaps)",
         "ffhq_stylegan": "FFHQ photos and StyleGAN faces",
         "lfw": "LFW news photos", "utkface": "UTKFace photos (all ages and ethnicities)"}
 FLOOR = 0.05  # a two-class source's classes are repeated to at least this share of the largest
+DOMAIN_ROWS = 5000  # faces per source that the domain's Gaussians are estimated from
 
 
 def source_name(codes) -> str:
@@ -58,9 +58,10 @@ def _rows(codes, split, real_only):
 
 
 def repeats(n_real: int, n_fake: int, floor: int) -> tuple[int, int]:
-    """Whole-copy repeats (real, fake) that even out a two-class source's classes."""
+    """Whole-copy repeats (real, fake) that bring both classes of a source nearest to
+    max(n_real, n_fake, floor) faces: (1, 1) for a balanced source."""
     target = max(n_real, n_fake, floor)
-    return max(1, math.ceil(target / max(n_real, 1) - 1e-9)), max(1, math.ceil(target / max(n_fake, 1) - 1e-9))
+    return max(1, round(target / max(n_real, 1))), max(1, round(target / max(n_fake, 1)))
 
 
 def heldout_figures(p, y, share) -> dict:
@@ -95,6 +96,7 @@ def train_sources(paths, kind: str, out, real_only=(), seed: int = 0, params: di
         c = load_codes(p)
         name, ro = source_name(c), str(Path(p).resolve()) in real_only
         tr, va = _rows(c, "train", ro), _rows(c, "val", ro)
+        c.codes = c.mirror = None  # the splits are copies: free the test rows' codes
         srcs.append({"name": name, "codes": c, "train": tr, "val": va, "real_only": ro})
         log(f"{name}: {len(tr[2])} train faces ({int((tr[2] == 0).sum())} real, "
             f"{int(tr[2].sum())} fake), {len(va[2])} val")
@@ -121,7 +123,7 @@ def train_sources(paths, kind: str, out, real_only=(), seed: int = 0, params: di
             if s in two:
                 n_fake2 += int(k.sum()) * r * cls
                 n_all2 += int(k.sum()) * r
-    X, Y, G = np.concatenate(X), np.concatenate(Y), np.concatenate(G)
+    X, Y, G = np.concatenate(X), np.concatenate(Y), np.concatenate(G)  # X (2N', 14, 512)
     clf = CLASSIFIERS[kind](seed=seed, **(params or {}))
     log(f"training {type(clf).__name__} on {len(Y) // 2} faces and their mirrors "
         f"({', '.join(s['name'] + ' x' + '/'.join(map(str, s['repeats'])) for s in srcs)})")
@@ -129,12 +131,15 @@ def train_sources(paths, kind: str, out, real_only=(), seed: int = 0, params: di
     del X
     clf.train_fake_share_ = n_fake2 / n_all2  # see the module docstring
 
-    # where the training codes lie (limits on val), calibration, typical real face
+    # where the training codes lie (limits on val), calibration, typical real face; the
+    # domain's Gaussians from at most DOMAIN_ROWS faces per source (both views)
+    rng = np.random.default_rng(seed)
     feats, names = [], []
     for s in srcs:
         w, m, _, _ = s["train"]
-        feats += [clf.features(w), clf.features(m)]
-        names += [s["name"]] * (2 * len(w))
+        k = np.sort(rng.choice(len(w), min(len(w), DOMAIN_ROWS), replace=False))
+        feats += [clf.features(w[k]), clf.features(m[k])]
+        names += [s["name"]] * (2 * len(k))
     held = [clf.features(s["val"][0]) for s in srcs]
     held_names = np.concatenate([[s["name"]] * len(s["val"][2]) for s in srcs])
     domain = CodeDomain(seed=seed).fit(np.concatenate(feats), np.array(names),
