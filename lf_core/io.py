@@ -307,11 +307,35 @@ def is_video(path: Union[str, os.PathLike]) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTS
 
 
+# ISO base media (MP4, MOV, M4V, 3GP) top-level boxes that can come first
+_MP4_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid"}
+
+
+def _check_container(p: Path) -> None:
+    """Refuse, before FFmpeg probes it, a file that does not start like an MP4/MOV, AVI or
+    Matroska/WebM container. FFmpeg detects formats by content: a text playlist (HLS
+    `#EXTM3U`, `ffconcat`) named .mp4 would make it open other files named inside, on the
+    server's disk, and show their frames."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(12)
+    except OSError as e:
+        raise BadInputError(f"Cannot read {p}: {e.strerror or e}. Check the file.") from e
+    if (head[4:8] in _MP4_BOXES or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+            or head[:4] == b"\x1a\x45\xdf\xa3"):
+        return
+    raise BadInputError(
+        f"{p.name} is not an MP4, MOV, AVI, MKV or WebM video (its first bytes are not a "
+        "video container's). Use an MP4 (H.264), MOV, AVI, MKV or WebM file."
+    )
+
+
 def _open_video(path):
     import cv2
 
     p = _existing_file(path, "a video", "Use an MP4, MOV, AVI, MKV or WebM video.")
-    cap = cv2.VideoCapture(str(p))
+    _check_container(p)
+    cap = cv2.VideoCapture(str(p), cv2.CAP_FFMPEG)
     if not cap.isOpened():
         cap.release()
         raise BadInputError(
