@@ -92,7 +92,7 @@ MAX_PATH_CHARS = 4096
 
 
 def manifest_rows(manifest, data_root=None):
-    """[(path, row dict)] of a `path,label[,group]` CSV, checked row by row: a clear LFError
+    """Yield (path, row dict) of a `path,label[,group]` CSV, checked row by row: an LFError
     for a missing file or header, text that is not CSV, an empty path, more than
     MAX_MANIFEST_ROWS rows, a path listed twice, or a path outside the allowed folders
     (manifest_path). Relative paths are to the manifest's folder."""
@@ -104,7 +104,7 @@ def manifest_rows(manifest, data_root=None):
     base = manifest.parent
     roots = manifest_roots(base, data_root)
     abs_base = os.path.abspath(base)
-    out, seen = [], {}
+    n, seen = 0, set()
     try:
         with open(manifest, newline="", encoding="utf-8-sig") as f:
             rows = csv.DictReader(f)
@@ -113,24 +113,37 @@ def manifest_rows(manifest, data_root=None):
                               "(and 'label', optionally 'group')")
             rows.fieldnames = [c.strip() for c in rows.fieldnames]
             for i, row in enumerate(rows, start=2):  # row numbers as a spreadsheet shows them
-                if len(out) >= MAX_MANIFEST_ROWS:
+                if n >= MAX_MANIFEST_ROWS:
                     raise LFError(f"{manifest} has more than {MAX_MANIFEST_ROWS:,} rows; split "
                                   "it into several manifests")
                 raw = row.get("path")
-                path = manifest_path(base, abs_base, raw, i, manifest, roots)
-                key = str(path)
+                path, key = manifest_path(base, abs_base, raw, i, manifest, roots)
                 if key in seen:
-                    raise LFError(f"{manifest}: rows {seen[key]} and {i} list the same file "
+                    first = _first_row(manifest, base, abs_base, key, roots)
+                    raise LFError(f"{manifest}: rows {first} and {i} list the same file "
                                   f"({str(raw)[:100]!r}); remove the duplicate rows (a face on "
                                   "both sides of a split would inflate every figure)")
-                seen[key] = i
-                out.append((path, row))
+                seen.add(key)
+                n += 1
+                yield path, row
     except (csv.Error, UnicodeDecodeError) as e:
         raise LFError(f"{manifest} is not a readable CSV file ({str(e)[:120]}); save it as "
                       "UTF-8 CSV with a path,label[,group] header") from e
     except OSError as e:
         raise LFError(f"cannot read {manifest}: {e.strerror or e}") from e
-    return out
+
+
+def _first_row(manifest, base, abs_base, key, roots) -> int:
+    """The row number where `key` (a normalised absolute path) first appears."""
+    import csv
+
+    with open(manifest, newline="", encoding="utf-8-sig") as f:
+        rows = csv.DictReader(f)
+        rows.fieldnames = [c.strip() for c in rows.fieldnames]
+        for i, row in enumerate(rows, start=2):
+            if manifest_path(base, abs_base, row.get("path"), i, manifest, roots)[1] == key:
+                return i
+    return 0
 
 
 def manifest_roots(base: Path, data_root=None) -> list[str]:
@@ -142,8 +155,9 @@ def manifest_roots(base: Path, data_root=None) -> list[str]:
     return [os.path.normpath(os.path.abspath(r)) for r in roots]
 
 
-def manifest_path(base, abs_base: str, raw, row: int, manifest, roots: list[str]) -> Path:
-    """The path of one manifest row (relative paths: to the manifest's folder `base`),
+def manifest_path(base, abs_base: str, raw, row: int, manifest, roots: list[str]):
+    """(path, normalised absolute path) of one manifest row (relative paths: to the
+    manifest's folder `base`; `path` keeps base's form, absolute or relative),
     refused (LFError) when it is empty or leaves the allowed folders. Pure string work (no
     system call): symbolic links inside an allowed folder are followed when read."""
     if raw is None or not str(raw).strip():
@@ -155,7 +169,8 @@ def manifest_path(base, abs_base: str, raw, row: int, manifest, roots: list[str]
     full = os.path.normpath(os.path.join(abs_base, raw))
     for r in roots:
         if full == r or full.startswith(r.rstrip(os.sep) + os.sep):
-            return Path(os.path.normpath(os.path.join(base, raw)))
+            rel = full if abs_base == str(base) else os.path.normpath(os.path.join(base, raw))
+            return Path(rel), full
     raise LFError(
         f"{manifest}: row {row} points outside the manifest's folder ({raw[:100]!r}); "
         "paths must stay inside it or the data folder. Move the manifest next to the images, "
