@@ -129,7 +129,8 @@ def _decode(src, name: str) -> np.ndarray:
         raise
     except Image.DecompressionBombError as e:
         raise BadInputError(
-            f"{name} declares too many pixels ({e}). Resize it to a few megapixels."
+            f"{name} declares far too many pixels (over {Image.MAX_IMAGE_PIXELS * 2 // 10**6} "
+            f"MP; the limit is {MAX_PIXELS // 10**6} MP). Resize it to a few megapixels."
         ) from e
     except Image.UnidentifiedImageError as e:
         raise BadInputError(f"{name} is not an image file PIL can read. {IMAGE_HINT}") from e
@@ -151,28 +152,34 @@ def _from_pil(im: Image.Image, name: str) -> np.ndarray:
             f"{name} is too large ({w} x {h} pixels, limit {MAX_PIXELS // 10**6} MP). "
             "Resize it to a few megapixels and try again."
         )
-    if getattr(im, "n_frames", 1) > 1:
-        im.seek(0)  # animated GIF/WebP/APNG: first frame
+    # animated GIF/WebP/APNG: first frame. is_animated looks for a second frame only;
+    # n_frames would scan every frame of the file (thousands in a hostile GIF).
+    if getattr(im, "is_animated", False) and im.tell() != 0:
+        im.seek(0)
     im.load()
-    im = ImageOps.exif_transpose(im) or im
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # an unreadable EXIF block: the pixels are still good
+        orientation = 1
+    if orientation not in (None, 1):  # exif_transpose copies even when there is nothing to do
+        im = ImageOps.exif_transpose(im) or im
     mode = im.mode
 
     if mode.startswith("I;16") or mode == "I":  # 16-bit grey (PNG/TIFF)
         a = np.asarray(im).astype(np.float32)
-        return _grey(_to_u8(a / 257.0))
+        a /= 257.0
+        return _grey(_to_u8(a))
     if mode == "F":  # float grey: assume [0, 1] if it fits, else [0, 255]
-        a = np.asarray(im, dtype=np.float32)
-        return _grey(_to_u8(a * 255.0 if a.max(initial=0) <= 1.0 else a))
+        a = np.array(im, dtype=np.float32)
+        if a.max(initial=0) <= 1.0:
+            a *= 255.0
+        return _grey(_to_u8(a))
     if mode == "1":
         im = im.convert("L")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         mode in ("P", "L", "RGB") and "transparency" in im.info
     ):
-        im = im.convert("RGBA")
-        a = np.asarray(im, dtype=np.float32)  # (H, W, 4)
-        alpha = a[..., 3:] / 255.0
-        rgb = a[..., :3] * alpha + 255.0 * (1.0 - alpha)  # composite on white
-        return _to_u8(rgb)
+        return _on_white(np.asarray(im if im.mode == "RGBA" else im.convert("RGBA")))
     if im.mode != "RGB":  # L, P, CMYK, YCbCr, LAB, HSV
         im = im.convert("RGB")
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
@@ -212,13 +219,35 @@ def _from_array(a: np.ndarray) -> np.ndarray:
     if a.ndim == 2:
         return _grey(a)
     if a.shape[2] == 4:
-        alpha = a[..., 3:].astype(np.float32) / 255.0
-        return _to_u8(a[..., :3] * alpha + 255.0 * (1.0 - alpha))
+        return _on_white(a)
     return np.ascontiguousarray(a)
 
 
+def _on_white(rgba: np.ndarray, rows: int = 256) -> np.ndarray:
+    """(H, W, 4) uint8 -> (H, W, 3) uint8 composited on white, round(rgb * a + 255 * (1 - a)),
+    in integers and a few rows at a time: a 50 MP image needs 150 MB out, not gigabytes of
+    float temporaries."""
+    h, w = rgba.shape[:2]
+    out = np.empty((h, w, 3), np.uint8)
+    for r in range(0, h, rows):
+        blk = rgba[r:r + rows]
+        # rgb * a + 255 * (1 - a) = 255 - (255 - rgb) * a, a in [0, 1]; x = (255 - rgb) * A
+        # (A = 255 a) fits 16 bits, and (t + (t >> 8)) >> 8 with t = x + 128 is round(x / 255)
+        x = (255 - blk[..., :3]).astype(np.uint16)
+        x *= blk[..., 3:]
+        x += 128
+        x += x >> 8
+        x >>= 8
+        out[r:r + rows] = 255 - x
+    return out
+
+
 def _to_u8(a: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    """float -> uint8, rounded and clipped (in place on a float32 input)."""
+    a = a if a.dtype == np.float32 and a.flags.writeable else a.astype(np.float32)
+    np.rint(a, out=a)
+    np.clip(a, 0, 255, out=a)
+    return a.astype(np.uint8)
 
 
 def _grey(a: np.ndarray) -> np.ndarray:
@@ -266,11 +295,35 @@ def is_video(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTS
 
 
+# ISO base media (MP4, MOV, M4V, 3GP) top-level boxes that can come first
+_MP4_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid"}
+
+
+def _check_container(p: Path) -> None:
+    """Refuse, before FFmpeg probes it, a file that does not start like an MP4/MOV, AVI or
+    Matroska/WebM container. FFmpeg detects formats by content: a text playlist (HLS
+    `#EXTM3U`, `ffconcat`) named .mp4 would make it open other files named inside, on the
+    server's disk, and show their frames."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(12)
+    except OSError as e:
+        raise BadInputError(f"Cannot read {p}: {e.strerror or e}. Check the file.") from e
+    if (head[4:8] in _MP4_BOXES or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+            or head[:4] == b"\x1a\x45\xdf\xa3"):
+        return
+    raise BadInputError(
+        f"{p.name} is not an MP4, MOV, AVI, MKV or WebM video (its first bytes are not a "
+        "video container's). Use an MP4 (H.264), MOV, AVI, MKV or WebM file."
+    )
+
+
 def _open_video(path):
     import cv2
 
     p = _existing_file(path, "a video", "Use an MP4, MOV, AVI, MKV or WebM video.")
-    cap = cv2.VideoCapture(str(p))
+    _check_container(p)
+    cap = cv2.VideoCapture(str(p), cv2.CAP_FFMPEG)
     if not cap.isOpened():
         cap.release()
         raise BadInputError(

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from .errors import BadInputError, LFError
+from .untrusted import ARCHIVE_EXTS, check_zip, check_zip_directory
 
 MAX_IMAGES = 400  # per training run
 MAX_ZIP_BYTES = 200 * 2**20  # uncompressed total
@@ -140,20 +141,28 @@ def quick_train(images, labels, model, kind: str = "lr", folds: int = 5, seed: i
 
 def read_zip(path) -> tuple[list, list, list]:
     """A zip with real/ and fake/ folders (at any depth) -> (images as bytes with .name,
-    labels, skipped). Read in memory; nothing is extracted to disk."""
+    labels, skipped). Read in memory; nothing is extracted to disk. The central directory is
+    checked first (lf_core.untrusted.check_zip): a zip bomb, an entry named with `..` or an
+    absolute path, or a symbolic link is refused before anything is decompressed."""
     try:
+        check_zip_directory(path, Path(str(path)).name)  # 100k entries: refused unparsed
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
+    except BadInputError:
+        raise
+    except Exception as e:  # BadZipFile, OSError, and what damaged headers raise in zipfile
         raise BadInputError(f"{Path(str(path)).name} is not a readable zip file ({e}). "
                             "Zip two folders, real/ and fake/, of face images.") from e
     images, labels, skipped, total = [], [], [], 0
     with zf:
+        skipped += check_zip(zf, Path(str(path)).name)  # bombs, ../ names, links: refused
         for info in zf.infolist():
             if info.is_dir():
                 continue
             p = PurePosixPath(info.filename)
             if p.name.startswith(".") or "__MACOSX" in p.parts:
                 continue
+            if p.suffix.lower() in ARCHIVE_EXTS:
+                continue  # noted by check_zip
             cls = next((CLASS_DIRS[d.lower()] for d in reversed(p.parts[:-1])
                         if d.lower() in CLASS_DIRS), None)
             if cls is None:

@@ -7,13 +7,10 @@ it without a file: the generator never trains on a face of a group the detector 
 tested on.
 """
 
-import csv
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-from ..errors import LFError
 
 ROOT = Path(__file__).resolve().parents[2]
 SPLITS = (("train", 0.7), ("val", 0.1), ("test", 0.2))
@@ -46,19 +43,14 @@ LABELS = {"real": 0, "fake": 1, "0": 0, "1": 1}
 
 
 def read_manifest(manifest) -> list[Item]:
-    """Read a `path,label[,group]` CSV. Without a group column, each path is its own group."""
-    manifest = Path(manifest)
-    if not manifest.is_file():
-        raise LFError(f"manifest not found: {manifest}")
-    base = manifest.parent
+    """Read a `path,label[,group]` CSV. Without a group column, each path is its own group.
+    Paths must stay inside the manifest's folder or the data folder, and be listed once
+    (lf_core.untrusted.manifest_rows): LFError otherwise."""
+    from lf_core.untrusted import manifest_rows  # paths confined, duplicates refused
+
     items = []
-    with open(manifest, newline="") as f:
-        rows = csv.DictReader(f)
-        if not rows.fieldnames or "path" not in rows.fieldnames:
-            raise LFError(f"{manifest}: a manifest needs a header with a 'path' column "
-                          "(and 'label', optionally 'group')")
-        for row in rows:
-            label = LABELS.get(str(row.get("label", "")).strip().lower(), -1)
-            group = row.get("group") or row.get("identity") or row["path"]
-            items.append(Item(base / row["path"], label, group))
+    for path, row in manifest_rows(manifest, data_dir()):
+        label = LABELS.get(str(row.get("label", "")).strip().lower(), -1)
+        group = row.get("group") or row.get("identity") or row["path"]
+        items.append(Item(path, label, group))
     return items

@@ -426,6 +426,9 @@ def load_codes(path, partial: bool = False, with_codes: bool = True) -> Codes:
         meta = json.loads((path / "meta.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise LFError(f"{path}/meta.json is unreadable ({e})") from e
+    from lf_core.untrusted import check_codes_meta, read_chunk
+
+    check_codes_meta(meta, path)  # types and sizes, before any of it is used
     if meta.get("format") != FORMAT:
         raise LFError(f"{path}/meta.json is not a LatentForensics codes folder")
     if not meta.get("complete") and not partial:
@@ -440,10 +443,10 @@ def load_codes(path, partial: bool = False, with_codes: bool = True) -> Codes:
         p = _chunk_path(path, start)
         if not p.exists():
             continue
-        with np.load(p, allow_pickle=False) as z:
-            if (int(z["start"]), int(z["stop"])) != (start, min(start + batch, n)):
-                continue
-            parts.append({k: z[k] for k in keys})
+        part = read_chunk(p, keys, (start, min(start + batch, n)),
+                          tuple(meta["projector"]["code_shape"]))
+        if part is not None:
+            parts.append(part)
     shape = tuple(meta["projector"]["code_shape"])
     dtype = np.uint8 if meta["projector"]["kind"] == "crops" else np.float32
 

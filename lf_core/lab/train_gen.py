@@ -142,20 +142,14 @@ def pack_faces(out, dst, quality=80):
 
 def unpack_faces(src, out):
     """A pack_faces file -> out/faces_{train,val}.npy (no paths.txt: the split is as packed)."""
-    import io
-
-    from PIL import Image
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    z = np.load(src)
+    from lf_core.untrusted import read_pack_split  # checked: no pickle, 256 px faces only
+
     for split in ("train", "val"):
         if (out / f"faces_{split}.npy").exists():
             continue
-        buf, ends = z[split], z[f"{split}_ends"]
-        faces = [np.asarray(Image.open(io.BytesIO(buf[a:b].tobytes())).convert("RGB"))
-                 for a, b in zip(np.r_[0, ends[:-1]], ends)]
-        np.save(out / f"faces_{split}.npy", np.stack(faces))
+        np.save(out / f"faces_{split}.npy", read_pack_split(src, split))
 
 
 @dataclass
