@@ -51,8 +51,8 @@ def _filter(x):
     in one process; its absolute time: benchmarks/speed/bench_core.py, "perceptual term").
     On a GPU they run in float64: in TF32 (10-bit mantissa; train_gen turns it on for
     matmuls), SSIM's variances E[x^2] - E[x]^2 lose their digits. Emulated on a CPU, SSIM
-    moved by 0.026 on average, and joint training diverged within 200 steps on an H100
-    (session 12); float64 matmuls never take TF32, whatever the backend flags say."""
+    moved by 0.026 on average, and joint training diverged within 200 steps on a GPU;
+    float64 matmuls never take TF32, whatever the backend flags say."""
     h, w = x.shape[-2:]
     y = x if x.device.type == "cpu" else x.double()
     return (_band(h, y).t() @ (y @ _band(w, y))).to(x.dtype)  # (H', H) @ (N, K, H, W')

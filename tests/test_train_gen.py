@@ -108,7 +108,7 @@ def test_pack_round_trip(cache, tmp_path):
 
 def test_divergence_stops_without_saving(cache, tmp_path):
     """A run whose validation PSNR collapses stops with an error and writes no checkpoint
-    (session 12's GPU run kept training, and saving, a diverged model)."""
+    (a diverged GPU run would otherwise go on training, and saving, a broken model)."""
     from lf_core.errors import LFError
 
     with pytest.raises(LFError, match="diverged.*lower --lr"):

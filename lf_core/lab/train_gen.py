@@ -307,8 +307,8 @@ def train(cfg: TrainConfig, log=print):
         return meta
 
     # the guard: a validation before every checkpoint, and training stops without saving once
-    # val PSNR falls diverge_db below this run's best (a too high lr, or numerics: session 12
-    # lost its GPU minutes to a run that diverged in 200 steps and kept going)
+    # val PSNR falls diverge_db below this run's best (a too high lr, or numerics: a GPU run
+    # once diverged within 200 steps and would otherwise have kept training and saving)
     metrics = evaluate(G, E, val)
     best, saved = metrics["psnr"], (step if s is not None else None)  # last.pt's step
     log(f"validation at the start (step {step}): {json.dumps(metrics)}")
