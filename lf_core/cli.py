@@ -173,12 +173,14 @@ def cmd_train(a):
 
     if a.classifier in CNNS:
         return _train_cnn(a)
-    if a.epochs is not None:
-        raise SystemExit(_usage_error("--epochs is for the CNN baselines"))
+    if a.epochs is not None and a.classifier not in MLPS:
+        raise SystemExit(_usage_error("--epochs is for the CNN baselines and the MLPs"))
     params = {k: v for k, v in (("n_trees", a.trees), ("max_features", a.max_features))
               if v is not None}
     if params and a.classifier != "rf":
         raise SystemExit(_usage_error("--trees and --max-features are for --classifier rf"))
+    if a.epochs is not None:
+        params["max_epochs"] = a.epochs
     if a.C is not None:
         if a.classifier != "lr":
             raise SystemExit(_usage_error("--C is for --classifier lr"))
@@ -195,6 +197,11 @@ def cmd_train(a):
         from .classifiers import CLASSIFIERS
 
         params.update(CLASSIFIERS[a.classifier].REGULARISED)
+    for name in ("batch_size", "lr", "patience"):  # after --regularise: they override it
+        if getattr(a, name) is not None:
+            if a.classifier not in MLPS:
+                raise SystemExit(_usage_error(f"--{name.replace('_', '-')} is for the MLPs"))
+            params[name] = getattr(a, name)
     if len(a.codes) > 1 or a.real_only:
         return _train_sources(a, params)
     clf = train_detector(a.codes[0], a.classifier, a.output, split=a.split, channels=a.channels,
@@ -234,7 +241,8 @@ def _train_cnn(a):
     for flag, v in (("--channels", a.channels), ("--trees", a.trees),
                     ("--max-features", a.max_features), ("--members", a.members),
                     ("--C", a.C), ("--half", a.half or None),
-                    ("--regularise", a.regularise or None)):
+                    ("--regularise", a.regularise or None), ("--batch-size", a.batch_size),
+                    ("--lr", a.lr), ("--patience", a.patience)):
         if v is not None:
             raise SystemExit(_usage_error(
                 f"{flag} is for the latent classifiers, not {a.classifier}"))
@@ -446,8 +454,13 @@ def _train_args(s):
                    "the paper's plain SGD (lr 5e-4), and early stopping after 8 epochs "
                    "without progress "
                    "(not 3): the default detector's recipe")
-    s.add_argument("--epochs", type=_at_least(1), help="CNNs: at most this many epochs (default "
-                   f"{cfg.cnn_epochs}; "
+    s.add_argument("--batch-size", type=_at_least(1), help="MLPs: faces per step (default 32)")
+    s.add_argument("--lr", type=float, help="MLPs: learning rate (default 5e-4; 1e-4 with "
+                   "--regularise)")
+    s.add_argument("--patience", type=_at_least(1), help="MLPs: epochs without progress on "
+                   "the held-out groups before stopping (default 3; 8 with --regularise)")
+    s.add_argument("--epochs", type=_at_least(1), help="CNNs and MLPs: at most this many "
+                   f"epochs (CNN default {cfg.cnn_epochs}, MLP 60; "
                    "early stopping on 10%% of the training groups). A checkpoint OUTPUT.ckpt "
                    "is written after each epoch: the same command resumes a killed fit, and "
                    "one with more epochs trains on")

@@ -36,6 +36,8 @@ def main(argv=None):
     ap.add_argument("--real-only", default="", help="sources taken as real faces, comma-separated")
     ap.add_argument("--variants", default="all", help="comma-separated: all, NAME or -NAME")
     ap.add_argument("--members", type=int, default=1, help="MLP-2 nets per detector")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="an MLP-2 parameter over the regularised recipe, e.g. batch_size=128")
     ap.add_argument("--against", help="a detector to pair with on DFDC's original test faces")
     ap.add_argument("--bootstrap", type=int, default=2000)
     ap.add_argument("-o", "--out", default="runs/sources", help="folder for detectors and results")
@@ -112,7 +114,9 @@ def main(argv=None):
         if not path.exists():
             train_sources([folders[n] for n in srcs if n not in real_only], "mlp2", path,
                           real_only=[folders[n] for n in srcs if n in real_only],
-                          params={**MLP2.REGULARISED, "members": a.members}, half=True)
+                          params={**MLP2.REGULARISED, "members": a.members,
+                                  **{k: json.loads(v) for k, v in
+                                     (q.split("=", 1) for q in a.param)}}, half=True)
         det = Detector.load(path)
         results[key] = {"sources": srcs, "members": a.members, "fit_s": round(time.time() - t0),
                         "train_fake_share": det.train_fake_share, "temperature": det.temperature,
