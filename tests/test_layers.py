@@ -14,7 +14,7 @@ LAB = "lf_core.lab"
 CLI_RESEARCH = {"cmd_train_generator", "cmd_train_vqvae", "cmd_extract", "cmd_train",
                 "_train_cnn", "cmd_evaluate", "cmd_bench", "_train_generator_args",
                 "_train_vqvae_args", "_extract_args", "_train_args", "_evaluate_args",
-                "_bench_args"}
+                "_bench_args", "bench_config"}
 
 
 def module_name(path: Path) -> str:
