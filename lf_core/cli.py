@@ -291,11 +291,19 @@ def _names(text):
 def cmd_bench(a):
     import torch
 
-    from .lab.bench import BenchConfig, run_bench
+    from .lab.bench import run_bench
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    cfg = BenchConfig(
+    print(run_bench(bench_config(a)))
+    return 0
+
+
+def bench_config(a):
+    """The BenchConfig of parsed `lf bench` options."""
+    from .lab.bench import BenchConfig
+
+    return BenchConfig(
         manifest=a.manifest, name=a.name, work=a.work or f"runs/bench/{a.name}",
         out_dir=a.out_dir, projectors=_names(a.projectors), vqvae_file=a.vqvae,
         weights=a.weights, prealigned=a.prealigned, classifiers=_names(a.classifiers),
@@ -309,8 +317,6 @@ def cmd_bench(a):
         fewshot_draws=a.fewshot_draws, seeds=a.seeds,
         cnn_seeds=a.cnn_seeds,
         bootstrap=a.bootstrap, seed=a.seed, redo=_names(a.redo or ""))
-    print(run_bench(cfg))
-    return 0
 
 
 PASSES_HELP = ("encoder refinement passes before the steps, w += E(x) - E(G(w)): about "

@@ -169,3 +169,25 @@ def test_bad_numbers_are_usage_errors(argv, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "must be >=" in err or "use " in err or "not an integer" in err
+
+
+def test_research_defaults_come_from_the_code():
+    """lf bench and lf train-generator without options run with the defaults of the
+    configs the code uses (written once: BenchConfig, TrainConfig)."""
+    import dataclasses
+
+    from lf_core.cli import bench_config, parser
+    from lf_core.lab.bench import BenchConfig
+    from lf_core.lab.train_gen import TrainConfig
+
+    got = bench_config(parser("bench").parse_args(["bench", "m.csv"]))
+    want = BenchConfig(manifest="m.csv")
+    # where a run writes follows the working directory and --name, not the code's defaults
+    differ = {f.name for f in dataclasses.fields(BenchConfig)
+              if getattr(got, f.name) != getattr(want, f.name)}
+    assert differ <= {"out_dir"} and got.work == f"runs/bench/{want.name}"
+    a = parser("train-generator").parse_args(["train-generator"])
+    t = TrainConfig()
+    assert ((a.out, a.hours, a.steps, a.batch, a.seed, a.threads, a.lr, a.lr_end, a.cooldown,
+             a.diverge_db) == (t.out, t.hours, t.steps, t.batch, t.seed, t.threads, t.lr,
+                               t.lr_end, t.cooldown, t.diverge_db))

@@ -927,7 +927,7 @@ def _section_md(res, out_dir: Path) -> list[str]:
     if cfg.get("cnns"):
         note += (" CNNs: trained from scratch (no ImageNet weights offline; EfficientNet-B0 is "
                  "torchvision's architecture, Xception and Meso-4 are written in "
-                 "lf_core/baselines.py), early stopping on held-out groups, epochs as run.")
+                 "lf_core/lab/baselines.py), early stopping on held-out groups, epochs as run.")
         if "xception" in cfg["cnns"]:
             note += (f" Xception args {cfg['cnn_kw'].get('xception')} (a compact variant for "
                      "the CPU).")
