@@ -109,11 +109,9 @@ def verdict_card(res: dict, prior_fake: float) -> str:
     if res.get("projector"):
         rows.append(("Codes", res["projector"]))
     rows.append(("Detector", res["detector"]))
-    near = res.get("nearest_source")
-    if near:
-        what = {s.get("name"): s.get("what") for s in (res.get("about") or {}).get("sources", [])}
-        rows.append(("Most like", f"{what.get(near) or near} (at {res['domain_ratio']:.2f} of "
-                     "the distance where it stops knowing)"))
+    if res.get("domain_ratio") is not None:
+        rows.append(("Distance to the training faces", f"{res['domain_ratio']:.2f} of the "
+                     "limit (above 1: unsure)"))
     notes = "".join(f'<div class="lf-note">{_esc(n)}</div>' for n in res.get("notes", []))
     if partial:
         notes += f'<div class="lf-note">{_esc(partial)}</div>'

@@ -84,7 +84,8 @@ def cmd_predict(a):
         print(json.dumps(res.to_json(), indent=1))
     else:
         for i, f in enumerate(res.faces):
-            near = f" most like {f.nearest_source}," if f.nearest_source else ""
+            near = (f" distance to the training faces {f.domain_ratio:.2f} of the limit,"
+                    if f.domain_ratio is not None else "")
             why = " (unlike the faces the detector was trained on: no verdict)" \
                 if f.verdict == "unsure" else ""
             print(f"{a.input} face {i}: {f.verdict.upper()}{why} (p_fake {f.prob_fake:.3f}, "

@@ -137,17 +137,16 @@ class Detector:
         return posterior(llr, self.train_fake_share)
 
     def where(self, w, w_mirror=None) -> tuple[np.ndarray, np.ndarray] | None:
-        """(nearest source (N,), ratio (N,)) of codes to the training sources; None without
-        a domain. The mean of the two views' ratios for a two-view detector."""
+        """(nearest source (N,), ratio (N,)) of codes to the training sources (ratio: the
+        smallest distance / limit; > 1 is outside them all); None without a domain. A
+        two-view detector uses the mean of the two views' distances."""
         if self.domain is None:
             return None
         w = np.asarray(w, np.float32).reshape(-1, *self.clf.input_shape_)
         views = [w] + ([np.asarray(w_mirror, np.float32).reshape(w.shape)]
                        if w_mirror is not None and self.views == 2 else [])
-        q = np.mean([self.domain.distance(self.clf.features(v)) for v in views], 0)  # (N, S)
-        q = q / self.domain.limit_[None]
-        i = q.argmin(1)
-        return np.array(self.domain.names_)[i], q[np.arange(len(q)), i]
+        d = np.mean([self.domain.distance(self.clf.features(v)) for v in views], 0)  # (N, S)
+        return self.domain.place(d)
 
     def judge(self, w, w_mirror=None, prior_fake: float = 0.5) -> Verdict:
         """One face's Verdict from its code (1, 14, 512) (and its mirror's)."""

@@ -86,11 +86,13 @@ class CodeDomain:
         return np.sqrt(0.5 * (m + r / self.res_[None]))
 
     def nearest(self, Z) -> tuple[np.ndarray, np.ndarray]:
-        """Per row: the nearest training source (by distance / its limit) and that ratio;
-        ratio > 1: unlike every source the detector was trained on."""
-        q = self.distance(Z) / self.limit_[None]  # (N, S)
-        i = q.argmin(1)
-        return np.array(self.names_)[i], q[np.arange(len(q)), i]
+        """Per row: the nearest training source and the smallest distance / limit over the
+        sources (ratio > 1: unlike every source the detector was trained on)."""
+        return self.place(self.distance(Z))
+
+    def place(self, d) -> tuple[np.ndarray, np.ndarray]:
+        """(nearest source (N,), smallest distance / limit (N,)) of distances d (N, S)."""
+        return np.array(self.names_)[d.argmin(1)], (d / self.limit_[None]).min(1)
 
     # -- storage as flat arrays + JSON-able meta (inside a detector's .safetensors)
     def arrays(self) -> dict[str, np.ndarray]:

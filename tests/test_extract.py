@@ -93,7 +93,7 @@ def test_codes_and_failures(codes_dir, manifest, model):
     assert c.meta["complete"] and c.meta["n_items"] == n_rows == 13
     assert c.codes.shape[1:] == (14, 512) and c.codes.dtype == np.float32
     assert np.isfinite(c.codes).all()
-    # every row is either a code or a listed failure, never dropped silently
+    # every row is either a code or a listed failure, never dropped unseen
     assert len(c) + c.meta["n_failed"] == n_rows
     # the three runs' clocks add up (what lf bench reports per face after a resume)
     assert c.meta["work_faces"] == n_rows and c.meta["work_s"] > 0

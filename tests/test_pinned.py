@@ -15,10 +15,10 @@ from lf_core.pipeline import predict_image
 TOL = 1e-4
 
 PINNED = [  # (file under the data folder, p_fake of its one face)
-    ("dfdc_faces/real/aabqcugcpc.jpg", 0.20336149677318532),
-    ("dfdc_faces/fake/aabmgfhcgg.jpg", 0.5849469170438393),
-    ("ffhq_stylegan/fake/00AUP94LQS.jpg", 0.30208482609659626),
-    ("ffhq_stylegan/real/00000.jpg", 0.7776725703784644),
+    ("dfdc_faces/real/aabqcugcpc.jpg", 0.2930086599449531),
+    ("dfdc_faces/fake/aabmgfhcgg.jpg", 0.589890763345085),
+    ("ffhq_stylegan/fake/00AUP94LQS.jpg", 0.7610790702181236),
+    ("ffhq_stylegan/real/00000.jpg", 0.0020042884391202466),
 ]
 
 

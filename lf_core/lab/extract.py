@@ -17,7 +17,7 @@ chunk and a rerun with the same arguments resumes where it stopped:
                                  also mirror (n, ...): the codes of the faces flipped
                                  left-right (a detector trained on both views)
     CODES/failed.csv             path,label,group,reason of every face that did not align
-                                 (or did not decode): listed, never dropped silently
+                                 (or did not decode): listed, never dropped unseen
 
 Every file is written to a temporary name and renamed (atomic on one file system). A
 rerun skips the chunks that exist with the same bounds; a chunk that a `limit` cut short
@@ -293,7 +293,7 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
             bad = ~_finite_rows(codes)
             for v in views.values():
                 bad |= ~_finite_rows(v)
-            if bad.any():  # listed with the faces that did not align, never dropped silently
+            if bad.any():  # listed with the faces that did not align, never dropped unseen
                 failed = failed + [(r, it, NON_FINITE) for (r, it), b in zip(ok, bad) if b]
                 ok = [x for x, b in zip(ok, bad) if not b]
                 codes, views = codes[~bad], {k: v[~bad] for k, v in views.items()}

@@ -4,7 +4,7 @@
 
 1. `build_cache`: align every real face of ../shared/data (FFHQ real, LFW, the real DFDC
    crops of the groups in the 'train' split of lf_core.lab.data.split_of) into a uint8 array
-   (N, 256, 256, 3); faces that do not align are listed, not dropped silently. A fixed
+   (N, 256, 256, 3); faces that do not align are listed, not dropped unseen. A fixed
    validation set comes from the 'val' split (identities / groups never trained on).
 2. `train`: encoder -> W+ -> generator as an auto-encoder. Loss per batch x:
        w = E(x); y = G(w)
