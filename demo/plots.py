@@ -170,8 +170,11 @@ def waterfall(att) -> go.Figure:
         hovertemplate="%{y}<br>%{x:+.3f}<extra></extra>"))
     _layout(fig, "Why: from the typical face to this one (red: towards fake)", 470)
     fig.update_yaxes(autorange="reversed", tickfont=dict(size=11), automargin=True)
-    fig.update_xaxes(title_text=f"p(fake) ({att.method.replace('_', ' ')})", range=[0, 1],
-                     automargin=True)
+    path = att.p_fake_baseline + np.r_[0.0, np.cumsum(v)]  # the score after each row
+    lo, hi = float(min(path.min(), 0.5)), float(max(path.max(), 0.5))
+    pad = max(0.02, 0.1 * (hi - lo))
+    fig.update_xaxes(title_text=f"p(fake) ({att.method.replace('_', ' ')})",
+                     range=[max(0.0, lo - pad), min(1.0, hi + pad)], automargin=True)
     return fig
 
 

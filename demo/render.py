@@ -171,7 +171,7 @@ CSS = """
 .lf-bar-thr {position: absolute; top: -4px; width: 2px; height: 18px; background: #212529;}
 .lf-rule {color: #495057; margin: 6px 0;}
 .lf-prov {width: 100%; border-collapse: collapse; margin-top: 10px; font-size: 12.5px;
-  table-layout: fixed; overflow-wrap: anywhere;}
+  overflow-wrap: anywhere;}
 .lf-prov td {padding: 3px 6px; border-top: 1px solid #f1f3f5; vertical-align: top;}
 .lf-prov td:first-child {color: #868e96; white-space: nowrap; width: 1%;}
 .lf-note {margin-top: 6px; font-size: 12.5px; color: #e8590c;}

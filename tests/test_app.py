@@ -63,8 +63,10 @@ def test_detect_streams_then_verdict(client):
     outs = job.outputs() or outs
     final = outs[-1]
     live = [o for o in outs if "Step <b>" in str(o[STATUS])]
-    # the verdict comes before the steps (it reads the encoder's code), and stays
-    assert all(_is_verdict(o[VERDICT]) for o in live)
+    # the verdict comes before the first step (it reads the encoder's code)
+    first_verdict = next(i for i, o in enumerate(outs) if _is_verdict(o[VERDICT]))
+    first_step = next(i for i, o in enumerate(outs) if "Step <b>" in str(o[STATUS]))
+    assert first_verdict < first_step
     steps_seen = {str(o[STATUS]).split("Step <b>")[1].split(" /")[0] for o in live}
     assert len(steps_seen) >= 5, f"only {len(steps_seen)} intermediate updates"
     assert all("ETA" in o[STATUS] for o in live)
