@@ -309,11 +309,18 @@ def test_benchmarks_tab_explains_how_to_make_results(client, monkeypatch, tmp_pa
 
     results = ROOT / "benchmarks" / "RESULTS.md"
     n_fig = results.read_text().count("![")
+    def items(gallery):  # the client gives the Gallery's update (a dict) or its value
+        return gallery.get("value") or [] if isinstance(gallery, dict) else gallery or []
+
     md, gallery = client.predict(api_name="/benchmarks")
-    assert n_fig and md.count("shown below") == n_fig and len(gallery) == n_fig
+    assert n_fig and md.count("shown below") == n_fig and len(items(gallery)) == n_fig
     monkeypatch.setattr(H, "RESULTS_MD", tmp_path / "RESULTS.md")  # the app runs in-process
     md, gallery = client.predict(api_name="/benchmarks")
-    assert "No benchmark results yet" in md and "lf bench" in md and not gallery
+    assert "No benchmark results yet" in md and "lf bench" in md and not items(gallery)
+    # the tab's plots: one figure each for Table 1, few-shot, per row and reconstruction
+    *figs, note = H.bench_plots(H.bench_names()[0])
+    assert len(figs) == 4 and all(f is not None and len(f.data) for f in figs)
+    assert note.startswith("`lf bench")
 
 
 # --------------------------------------------------------------------------- core parts
