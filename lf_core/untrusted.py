@@ -1,8 +1,11 @@
 """Checks on files that may come from strangers, made before anything is read from them.
 
+    check_zip_directory(path)           a zip's end record: entry count, before parsing
     check_zip(zf)                       a Train-your-own zip: sizes, entries, names
     manifest_rows(manifest, data_root)  a manifest's rows, paths confined, duplicates refused
     check_codes_meta(meta, folder)      a codes folder's meta.json: types and sizes
+    read_chunk(path, keys, bounds, shape)  one codes chunk, no object arrays, shapes checked
+    read_pack_split(src, split)         the faces of a --pack-to file, checked
 
 What each reader accepts and why none of them can run code or write outside its folder
 is tabled in SECURITY.md. Every refusal is an LFError (BadInputError for an upload) whose
