@@ -288,14 +288,22 @@ def to_gr_error(e: BaseException) -> gr.Error:
 
 def by_name(fn, names: tuple):
     """A handler that yields {output name: value} as Gradio takes it: a tuple in `names`
-    order, with gr.skip() (keep the shown value) for the names it leaves out."""
+    order, where a name an update leaves out keeps its value: the latest this request
+    gave it (Gradio sends a streamed output only when it changed), gr.skip() before.
+
+    Not gr.skip() once a value was sent: for each skip Gradio 6 puts a copy of the
+    component into the session, and the next value adds that copy again under a new id,
+    never removed (about 200 KB a detection for as long as the browser tab lives;
+    benchmarks/RELIABILITY.md, the soak)."""
     @functools.wraps(fn)
     def gen(*args, **kwargs):
+        last = {}
         for update in fn(*args, **kwargs):
             unknown = set(update) - set(names)
             if unknown:
                 raise KeyError(f"{fn.__name__} has no outputs named {sorted(unknown)}")
-            yield tuple(update[n] if n in update else gr.skip() for n in names)
+            last.update(update)
+            yield tuple(last[n] if n in last else gr.skip() for n in names)
     return gen
 
 
