@@ -53,9 +53,9 @@ def manifest(data_dir, tmp_path_factory):
     return path
 
 
-def _local(manifest, folder, model, steps):
+def _local(manifest, folder, model, steps, limit=None):
     return load_codes(extract(manifest, StyleGANProjector(model, steps=steps), folder,
-                              batch=BATCH, progress=False, mirror=steps == 0))
+                              batch=BATCH, progress=False, mirror=steps == 0, limit=limit))
 
 
 @pytest.fixture(scope="module")
@@ -126,32 +126,37 @@ def test_started_local_finished_with_ray(local0, model, manifest, tmp_path, caps
 
 def test_killed_worker_is_restarted_and_its_chunk_redone(manifest, model, tmp_path):
     """A worker process killed (SIGKILL) while it projects a chunk: Ray restarts the actor,
-    the chunk is run again, and the codes are those of the local engine."""
-    steps = 8  # seconds per chunk on one thread: time to kill a worker mid-chunk
+    the chunk is run again, and the codes are those of the local engine. 3 chunks: each
+    worker takes one, the first to finish takes the third and is killed."""
+    steps, limit = 4, 6  # ~1 s per chunk on one thread: time to kill a worker mid-chunk
     engine = RayEngine(workers=2)
-    killed = []
+    killed, before, done = [], {}, threading.Event()
 
     def kill_first_worker():
-        t = time.monotonic()
-        while not engine.chunk_workers and time.monotonic() - t < 120:
+        while not engine.chunk_workers and not done.is_set():
             time.sleep(0.05)
-        if engine.chunk_workers:  # it has taken its next chunk: kill it in the middle
-            where = next(iter(engine.chunk_workers.values()))
-            time.sleep(0.5)
+        if engine.chunk_workers and not done.is_set():  # it has taken its next chunk
+            where = list(engine.chunk_workers.values())[0]
+            time.sleep(0.2)
             os.kill(int(where.rpartition(":")[2]), signal.SIGKILL)
+            before.update(engine.chunk_workers)
             killed.append(where)
 
     killer = threading.Thread(target=kill_first_worker, daemon=True)
     killer.start()
     out = tmp_path / "sg8"
-    extract(manifest, StyleGANProjector(model, steps=steps), out, batch=BATCH, progress=False,
-            engine=engine)
+    try:
+        extract(manifest, StyleGANProjector(model, steps=steps), out, batch=BATCH,
+                progress=False, engine=engine, limit=limit)
+    finally:
+        done.set()
     killer.join(5)
     assert killed, "no worker was killed"
     c = load_codes(out)
-    assert c.meta["complete"] and len(c) == 9 and len(engine.chunk_workers) == 5
-    # the killed process made nothing after the kill; a restarted actor (a new process) or
-    # the other worker made the rest
-    assert len(set(engine.chunk_workers.values())) >= 2
-    ref = _local(manifest, tmp_path / "local", model, steps)
-    same_codes(c, ref, atol=2e-3)
+    assert c.meta["complete"] and len(c) == 5 and len(engine.chunk_workers) == 3
+    after = {k: w for k, w in engine.chunk_workers.items() if k not in before}
+    assert after and killed[0] not in after.values()  # the rest: made by live workers
+    ref = _local(manifest, tmp_path / "local", model, steps, limit)
+    # inversion steps amplify the float differences of 1 vs 2 torch threads: ~0.02 at most
+    # on codes of magnitude ~50 after 4 steps
+    same_codes(c, ref, atol=0.05)
