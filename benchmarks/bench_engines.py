@@ -16,6 +16,17 @@ codes are compared. Printed per setting:
 
 Needs the ray extra (pip install -e '.[ray]'). Other jobs on the machine skew both engines
 alike only if they run for the whole benchmark: the load average is printed with it.
+
+2-core CPU, load average 1.4 (2026-12-03, `--faces 32`, chunks of 8, Ray 2.60.0):
+
+    encoder only:  local 8.45 faces/s | ray 7.82 faces/s after start-up (0.92x)
+    10 steps:      local 0.48 faces/s | ray 0.50 faces/s after start-up (1.05x)
+    start-up:      ray.init 6.3 s + the actors' start 6.8-10.4 s (8.6 s mean), per run
+    codes:         ray - local within 7.6e-6 (encoder only), 1.9e-2 (10 steps: 1 vs 2
+                   torch threads, amplified by the optimisation)
+
+On a machine busy with other jobs the figures mean little: the same command at load
+average 11 gave 0.78x and 4.0x.
 """
 
 import argparse
