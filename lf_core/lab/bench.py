@@ -103,6 +103,8 @@ class BenchConfig:
     bootstrap: int = 2000  # resamples of the test groups for the AUC intervals
     seed: int = 0
     redo: tuple = ()
+    engine: str = "local"  # where the codes are extracted: lf_core.lab.engines.make_engine's
+    engine_options: dict = field(default_factory=dict)  # name and options
 
 
 # --------------------------------------------------------------------------- helpers
@@ -248,9 +250,12 @@ def section_codes(cfg, store, work):
 
         def run(kind=kind, folder=folder, proj=proj, ident=ident,
                 fresh="codes" in cfg.redo or (ident is not None and old is not None)):
+            from .engines import make_engine
+
             t = time.perf_counter()
             extract(cfg.manifest, proj, folder, progress=True, log=_log,
-                    prealigned=cfg.prealigned, overwrite=fresh)
+                    prealigned=cfg.prealigned, overwrite=fresh,
+                    engine=make_engine(cfg.engine, **cfg.engine_options))
             c = load_codes(folder)
             s = time.perf_counter() - t
             # per face from the extraction's own clock: a folder completed earlier (a
