@@ -245,7 +245,8 @@ STOPS = StopFlags()
 # --------------------------------------------------------------------------- errors
 
 
-def _message(e: BaseException) -> str:
+def message(e: BaseException) -> str:
+    """What a user reads about an error: one paragraph, HTML-escaped."""
     if isinstance(e, gr.Error):
         return str(e.message)
     if isinstance(e, LFError):
@@ -274,19 +275,29 @@ def to_gr_error(e: BaseException) -> gr.Error:
         return e
     if not isinstance(e, LFError):
         log.exception("unexpected error in a handler")
-    return gr.Error(_message(e), title=_title(e), print_exception=False)
+    return gr.Error(message(e), title=_title(e), print_exception=False)
 
 
-def by_name(fn, names: tuple):
+def by_name(fn, names: tuple, on_error=None):
     """A handler that yields {output name: value} as Gradio takes it: a tuple in `names`
-    order, with gr.skip() (keep the shown value) for the names it leaves out."""
+    order, with gr.skip() (keep the shown value) for the names it leaves out.
+    on_error(gr.Error) -> {output name: value}: shown before the error's notice (e.g. the
+    status line says why nothing was analysed)."""
+    def as_tuple(update):
+        unknown = set(update) - set(names)
+        if unknown:
+            raise KeyError(f"{fn.__name__} has no outputs named {sorted(unknown)}")
+        return tuple(update[n] if n in update else gr.skip() for n in names)
+
     @functools.wraps(fn)
     def gen(*args, **kwargs):
-        for update in fn(*args, **kwargs):
-            unknown = set(update) - set(names)
-            if unknown:
-                raise KeyError(f"{fn.__name__} has no outputs named {sorted(unknown)}")
-            yield tuple(update[n] if n in update else gr.skip() for n in names)
+        try:
+            for update in fn(*args, **kwargs):
+                yield as_tuple(update)
+        except gr.Error as e:
+            if on_error is not None:
+                yield as_tuple(on_error(e))
+            raise
     return gen
 
 

@@ -159,7 +159,10 @@ def build_demo() -> gr.Blocks:
                                "loss": loss_plot, "status": status, "verdict": verdict,
                                "why": chan_plot, "dims": dims_plot, "diff": diff_img,
                                "json": result_json, "result": result}
-                run.click(by_name(H.detect, H.DETECT_OUTPUTS), [image, steps, prior, settings],
+                image.upload(H.check_image, [image], [image, status], api_name="check_image",
+                             concurrency_limit=None, show_progress="hidden")
+                run.click(by_name(H.detect, H.DETECT_OUTPUTS, on_error=H.failed),
+                          [image, steps, prior, settings],
                           [det_outputs[n] for n in H.DETECT_OUTPUTS],
                           api_name="detect", show_progress="minimal",
                           show_progress_on=[status], concurrency_id="heavy")
@@ -197,7 +200,10 @@ def build_demo() -> gr.Blocks:
                             vjson = gr.JSON(label="result")
                 vid_outputs = {"timeline": timeline, "verdict": vverdict, "gallery": vgallery,
                                "status": vstatus, "json": vjson, "result": vresult}
-                vrun.click(by_name(H.video, H.VIDEO_OUTPUTS), [vid, every, vsteps, vprior, settings],
+                vid.upload(H.check_video, [vid], [vid, vstatus], api_name="check_video",
+                           concurrency_limit=None, show_progress="hidden")
+                vrun.click(by_name(H.video, H.VIDEO_OUTPUTS, on_error=H.failed),
+                           [vid, every, vsteps, vprior, settings],
                            [vid_outputs[n] for n in H.VIDEO_OUTPUTS],
                            api_name="video", show_progress="minimal",
                            show_progress_on=[vstatus], concurrency_id="heavy")
