@@ -1037,15 +1037,19 @@ def _chance_md(res) -> list[str]:
 
 
 def write_report(out_dir=BENCH_DIR) -> Path:
-    """RESULTS.md from every benchmarks/results/*.json."""
+    """RESULTS.md from every benchmarks/results/*.json, then the sections of
+    benchmarks/results/*.md (experiments made by other scripts, each with its command)."""
     out_dir = Path(out_dir)
     runs = [json.loads(p.read_text()) for p in sorted((out_dir / "results").glob("*.json"))]
     L = ["# Benchmark results", "",
          "Written by `lf bench` (lf_core/lab/bench.py) from benchmarks/results/*.json; rerun the "
          "command under each heading to reproduce it. Numbers are from this project's own "
-         "compact generator and data, not the paper's.", ""]
+         "compact generator and data, not the paper's. The sections after the `lf bench` "
+         "runs come from benchmarks/results/*.md, each made by the script it names.", ""]
     for r in runs:
         L += _section_md(r, out_dir)
+    for p in sorted((out_dir / "results").glob("*.md")):
+        L += [p.read_text(encoding="utf-8").strip(), ""]
     path = out_dir / "RESULTS.md"
     path.write_text("\n".join(L) + "\n", encoding="utf-8")
     return path
