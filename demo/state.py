@@ -24,7 +24,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from lf_core.detector import DEFAULT_DETECTOR, Detector, load_detector
+from lf_core.detector import DEFAULT_DETECTOR, SHIPPED, Detector, detector_path, load_detector
 from lf_core.errors import BadInputError, LFError, WeightsError
 from lf_core.io import save_image
 from lf_core.model import DEFAULT_WEIGHTS, default_weights, load_model
@@ -106,8 +106,16 @@ class Settings:
 
     @classmethod
     def default(cls) -> Settings:
-        det = os.environ.get("LF_DETECTOR") or str(DEFAULT_DETECTOR)
-        return cls(weights=str(default_weights()), detector=det)
+        return cls(weights=str(default_weights()), detector=str(detector_path()))
+
+
+# the Settings menu's shipped detectors (weights/README.md): (label, file)
+DETECTOR_CHOICES = [
+    ("default: any face (trained on DFDC, FFHQ / StyleGAN, LFW, UTKFace)",
+     str(SHIPPED["default"])),
+    ("faceswap: video frames (DFDC, LFW, UTKFace; blind to whole-face StyleGAN faces)",
+     str(SHIPPED["faceswap"])),
+]
 
 
 def get_model(settings: Settings):
@@ -131,7 +139,7 @@ def get_detector(settings: Settings) -> tuple[Detector, str]:
                                   "use the Train-your-own tab first.")
         det = Detector(settings.trained)
         return det, f"{det.describe()}, trained in this session"
-    path = Path(settings.detector or DEFAULT_DETECTOR).expanduser()
+    path = detector_path(settings.detector or DEFAULT_DETECTOR).expanduser()
     if not path.exists():
         if path.resolve() == DEFAULT_DETECTOR.resolve():
             raise NoDetectorError(NO_DETECTOR)
@@ -147,8 +155,8 @@ def describe_settings(settings: Settings) -> str:
     wtxt = f"`{w.name}`" if w.exists() else f"**missing** (`{w}`)"
     if settings.source == SRC_TRAINED and settings.trained is not None:
         dtxt = "your detector trained in this session"
-    elif Path(settings.detector).exists():
-        dtxt = f"`{Path(settings.detector).name}`"
+    elif detector_path(settings.detector).exists():
+        dtxt = f"`{detector_path(settings.detector).name}`"
     else:
         dtxt = "**none installed yet** (train one in the Train-your-own tab)"
     return f"Generator: {wtxt} · Detector: {dtxt}"

@@ -627,8 +627,9 @@ def parser(cmd=None):
                    help="print the whole result as JSON (per face: verdict, p_fake, likelihood "
                         "ratio, nearest training source, timings)")
     s.add_argument("--weights", help="generator checkpoint (default: the embedded model)")
-    s.add_argument("--detector", help="detector .safetensors (default: $LF_DETECTOR or "
-                   "weights/detector-default.safetensors)")
+    s.add_argument("--detector", help="detector .safetensors, or a shipped one: default "
+                   "(any face) or faceswap (video frames; blind to whole-face StyleGAN "
+                   "synthesis). Default: $LF_DETECTOR, else default")
     s.set_defaults(fn=cmd_predict)
 
     research = [
