@@ -589,6 +589,15 @@ def _bench_args(s):
     _engine_args(s)
 
 
+class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with each option's default, unless it has none or its help says it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parser(cmd=None):
     """The `lf` parser. A research command's options are added only when `cmd` is that
     command, or None (the whole parser): they import lf_core.lab for their defaults."""
@@ -615,7 +624,7 @@ def parser(cmd=None):
     s.set_defaults(fn=cmd_invert)
 
     s = sub.add_parser("predict", help="real, fake or unsure, for an image or a video",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=DefaultsShown,
                        description="The verdict is computed on the codes the detector was "
                        "trained on; --steps only sets the inversion of the reconstruction.")
     s.add_argument("input", help="image or video (mp4, mov, avi, mkv, webm)")
