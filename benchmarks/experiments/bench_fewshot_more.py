@@ -2,7 +2,8 @@
 more training videos of a codes folder, tested on the original test faces.
 
     python benchmarks/experiments/bench_fewshot_more.py runs/codes/dfdc-all-m \\
-        --sizes 1000,2000,4172,0 --draws 3 --classifiers mlp2-reg,lr -o runs/fewshot-more
+        --sizes 1000,2000,4172,0 --draws 3 --classifiers mlp2-reg,lr -o runs/fewshot-more \
+        [--param batch_size=128 --param lr=3e-4 ...]
 
 lf bench's few-shot section stops at the 4,172 training videos of DFDC's manifest.csv;
 manifest-all.csv has about twice as many. Here each size is `--draws` random draws of
@@ -33,6 +34,9 @@ def main(argv=None):
     ap.add_argument("--draws", type=int, default=3, help="draws per size below all")
     ap.add_argument("--classifiers", default="mlp2-reg,lr",
                     help="lr, rf, mlp2, mlp5; -reg: the regularised MLP recipe")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="an MLP parameter over the regularised recipe, e.g. batch_size=128 "
+                    "(the row is then named NAME-reg*)")
     ap.add_argument("--orig-rows", type=int, default=12000,
                     help="the rows of the smaller manifest (its test split is reported apart)")
     ap.add_argument("-o", "--out", required=True, help="folder of results.json")
@@ -57,6 +61,9 @@ def main(argv=None):
     groups = np.unique(tr.groups)
     print(f"{len(tr)} training faces of {len(groups)} groups; test {len(te)} faces "
           f"({int(orig.sum())} in the first {a.orig_rows} rows)", flush=True)
+    extra = {k: json.loads(v) for k, v in (q.split("=", 1) for q in a.param)}
+    if extra:  # another recipe: its rows get their own name
+        a.classifiers = ",".join(c + "*" if "-reg" in c else c for c in a.classifiers.split(","))
     for n in (int(s) for s in a.sizes.split(",")):
         for d in range(a.draws if 0 < n < len(groups) else 1):
             keep = np.random.default_rng(d).permutation(groups)[:n] if n else groups
@@ -65,8 +72,8 @@ def main(argv=None):
                 key = f"{name}/{len(keep)}/draw{d}"
                 if key in results:
                     continue
-                kind, _, variant = name.partition("-")
-                params = dict(CLASSIFIERS[kind].REGULARISED) if variant == "reg" else {}
+                kind, _, variant = name.rstrip("*").partition("-")
+                params = {**CLASSIFIERS[kind].REGULARISED, **extra} if variant else {}
                 t0 = time.perf_counter()
                 clf = CLASSIFIERS[kind](seed=d, **params).fit(sub.codes, sub.labels,
                                                               groups=sub.groups)
