@@ -147,97 +147,97 @@ def detect(image, steps, prior, settings, request: gr.Request):
         why = None
     except (NoDetectorError, DetectorMismatchError) as e:  # the inversion still runs
         det, det_desc, why = None, None, e
-    files = OutFiles()
-    perc = perceptual().name
-    keys = ("pixel", "perceptual") + (("domain",) if model.E is not None else ()) + ("total",)
-    live = plots.LiveLossCurve(perc, steps, keys)
-    res, state, history, last, n_txt, face = {}, {}, [], 0.0, "", None
-    shown = {}  # every output's latest value: the last update repeats them all
-    events = analyse_image(path, steps, prior, model, det, largest_only=True, explain=True,
-                           should_stop=stop.is_set, need_detector=False)
-    for ev in stream_on_lane(events):
-        if ev.name == "aligned":
-            face = ev.faces[0]
-            n_txt = (f"{len(ev.faces)} faces found; analysing the largest" if len(ev.faces) > 1
-                     else "1 face found")
-            res = {"weights": model.name, "detector": det_desc, "steps_requested": steps,
-                   "perceptual": perc, "n_faces": len(ev.faces),
-                   "box": [int(v) for v in face.box]}
-            yield _keep(shown, {"faces": files.image(render.draw_faces(ev.image, ev.faces), "faces", "jpg"),
-                   "crop": files.image(face.crop, "crop"), "recon": None,
-                   "loss": plots.loss_curve([], perc, steps), "why": None, "dims": None,
-                   "diff": None, "json": None,
-                   "status": _status(f"{n_txt}. Encoding…"),
-                   "verdict": render.placeholder_card("Encoding…")})
-        elif ev.name == "decided":
-            res.update(verdict_fields(ev.verdict, det), verdict_steps=ev.code_steps)
-            yield _keep(shown, {"verdict": render.verdict_card(res, prior),
-                   "status": _status(f"{n_txt}. Verdict ready ({_fmt_s(time.perf_counter() - t0)})"
-                                     + (f"; refining the reconstruction, {steps} steps…"
-                                        if steps else "."))})
-        elif ev.name == "inverting":
-            p = ev.progress
-            if p.step > 0:
-                history.append(p.losses)
-            now = time.perf_counter()
-            if p.image is None and now - last < UPDATE_EVERY_S:
-                continue
-            last = now
-            msg = (f"{n_txt}. Encoder code ready ({_fmt_s(p.elapsed_s)})" if p.step == 0 else
-                   f"Step <b>{p.step} / {steps}</b> · {_fmt_s(p.elapsed_s)} elapsed · "
-                   f"ETA {_fmt_s(p.eta_s)} · total loss {p.losses.get('total', float('nan')):.4f}")
-            out = {"status": _status(msg)}
-            if history:
-                out["loss"] = live.update(history)
-            if p.image is not None:  # JPEG: a fifth of PNG's encoding time
-                out["recon"] = files.image(p.image, f"recon-{p.step}", "jpg")
-            yield _keep(shown, out)
-        elif ev.name == "inverted":
-            r = ev.inversion
-            stopped = r.steps < steps
-            res.update(projector=_projector_text(model, r.steps, steps, r.perceptual, r.psnr),
-                       steps=r.steps, psnr=round(float(r.psnr), 3),
-                       partial=(f"Stopped at step {r.steps} of {steps}: the reconstruction is the "
-                                "one reached so far (the verdict does not depend on it).")
-                       if stopped else None)
-            state = dict(res, w=r.w, crop=face.crop, recon=r.image,
-                         weights_path=settings.weights)
-            done = "Stopped" if stopped else "Done"
-            out = {"recon": files.image(r.image, f"recon-{r.steps}"),
-                   "loss": live.update(r.losses) if r.losses else plots.loss_curve([], perc, steps),
-                   "diff": files.image(render.diff_image(face.crop, r.image), "diff"),
-                   "result": state}
-            if det is None:
-                msg = str(why) if why else NO_DETECTOR
-                title = ("No verdict: no detector" if isinstance(why, NoDetectorError) or why is None
-                         else "No verdict: the detector does not fit")
-                out.update(verdict=render.message_card(title, msg),
-                           status=_status(f"{done}: inverted in {_fmt_s(time.perf_counter() - t0)}; "
-                                          "no verdict."),
-                           json=dict(res, verdict=None, message=msg))
-            else:
-                out.update(verdict=render.verdict_card(res, prior),
-                           status=_status(f"{done} in {_fmt_s(time.perf_counter() - t0)}. "
-                                          "Computing the explanations…"),
-                           json=_result_json(res, prior, time.perf_counter() - t0))
-            yield _keep(shown, out)
-        elif ev.name == "explained":
-            att = ev.attribution
-            js = _result_json(res, prior, time.perf_counter() - t0)
-            js["explanation"] = {"method": att.method, "target": att.target,
-                                 "baseline": att.baseline,
-                                 "p_fake_baseline": round(att.p_fake_baseline, 5),
-                                 "sum": round(float(att.channels.sum()), 5),
-                                 "rows": [[lab, round(float(v), 5)] for lab, v in
-                                          zip(plots.row_names(), att.channels)]}
-            state["explanation"] = js["explanation"]
-            yield _keep(shown, {"why": plots.waterfall(att), "dims": plots.top_dims(att), "json": js,
-                   "result": state,
-                   "status": _status(f"Done in {_fmt_s(time.perf_counter() - t0)}: "
-                                     f"{att.method.replace('_', ' ')} from the {att.baseline} "
-                                     f"(p(fake) {att.p_fake_baseline:.2f}) to this face "
-                                     f"(p(fake) {att.p_fake:.2f}).")})
-    yield dict(shown)  # every output once more: clients that read the last update see all
+    with OutFiles() as files:  # removed at the end: Gradio has copied every file
+        perc = perceptual().name
+        keys = ("pixel", "perceptual") + (("domain",) if model.E is not None else ()) + ("total",)
+        live = plots.LiveLossCurve(perc, steps, keys)
+        res, state, history, last, n_txt, face = {}, {}, [], 0.0, "", None
+        shown = {}  # every output's latest value: the last update repeats them all
+        events = analyse_image(path, steps, prior, model, det, largest_only=True, explain=True,
+                               should_stop=stop.is_set, need_detector=False)
+        for ev in stream_on_lane(events):
+            if ev.name == "aligned":
+                face = ev.faces[0]
+                n_txt = (f"{len(ev.faces)} faces found; analysing the largest" if len(ev.faces) > 1
+                         else "1 face found")
+                res = {"weights": model.name, "detector": det_desc, "steps_requested": steps,
+                       "perceptual": perc, "n_faces": len(ev.faces),
+                       "box": [int(v) for v in face.box]}
+                yield _keep(shown, {"faces": files.image(render.draw_faces(ev.image, ev.faces), "faces", "jpg"),
+                       "crop": files.image(face.crop, "crop"), "recon": None,
+                       "loss": plots.loss_curve([], perc, steps), "why": None, "dims": None,
+                       "diff": None, "json": None,
+                       "status": _status(f"{n_txt}. Encoding…"),
+                       "verdict": render.placeholder_card("Encoding…")})
+            elif ev.name == "decided":
+                res.update(verdict_fields(ev.verdict, det), verdict_steps=ev.code_steps)
+                yield _keep(shown, {"verdict": render.verdict_card(res, prior),
+                       "status": _status(f"{n_txt}. Verdict ready ({_fmt_s(time.perf_counter() - t0)})"
+                                         + (f"; refining the reconstruction, {steps} steps…"
+                                            if steps else "."))})
+            elif ev.name == "inverting":
+                p = ev.progress
+                if p.step > 0:
+                    history.append(p.losses)
+                now = time.perf_counter()
+                if p.image is None and now - last < UPDATE_EVERY_S:
+                    continue
+                last = now
+                msg = (f"{n_txt}. Encoder code ready ({_fmt_s(p.elapsed_s)})" if p.step == 0 else
+                       f"Step <b>{p.step} / {steps}</b> · {_fmt_s(p.elapsed_s)} elapsed · "
+                       f"ETA {_fmt_s(p.eta_s)} · total loss {p.losses.get('total', float('nan')):.4f}")
+                out = {"status": _status(msg)}
+                if history:
+                    out["loss"] = live.update(history)
+                if p.image is not None:  # JPEG: a fifth of PNG's encoding time
+                    out["recon"] = files.image(p.image, f"recon-{p.step}", "jpg")
+                yield _keep(shown, out)
+            elif ev.name == "inverted":
+                r = ev.inversion
+                stopped = r.steps < steps
+                res.update(projector=_projector_text(model, r.steps, steps, r.perceptual, r.psnr),
+                           steps=r.steps, psnr=round(float(r.psnr), 3),
+                           partial=(f"Stopped at step {r.steps} of {steps}: the reconstruction is the "
+                                    "one reached so far (the verdict does not depend on it).")
+                           if stopped else None)
+                state = dict(res, w=r.w, crop=face.crop, recon=r.image,
+                             weights_path=settings.weights)
+                done = "Stopped" if stopped else "Done"
+                out = {"recon": files.image(r.image, f"recon-{r.steps}"),
+                       "loss": live.update(r.losses) if r.losses else plots.loss_curve([], perc, steps),
+                       "diff": files.image(render.diff_image(face.crop, r.image), "diff"),
+                       "result": state}
+                if det is None:
+                    msg = str(why) if why else NO_DETECTOR
+                    title = ("No verdict: no detector" if isinstance(why, NoDetectorError) or why is None
+                             else "No verdict: the detector does not fit")
+                    out.update(verdict=render.message_card(title, msg),
+                               status=_status(f"{done}: inverted in {_fmt_s(time.perf_counter() - t0)}; "
+                                              "no verdict."),
+                               json=dict(res, verdict=None, message=msg))
+                else:
+                    out.update(verdict=render.verdict_card(res, prior),
+                               status=_status(f"{done} in {_fmt_s(time.perf_counter() - t0)}. "
+                                              "Computing the explanations…"),
+                               json=_result_json(res, prior, time.perf_counter() - t0))
+                yield _keep(shown, out)
+            elif ev.name == "explained":
+                att = ev.attribution
+                js = _result_json(res, prior, time.perf_counter() - t0)
+                js["explanation"] = {"method": att.method, "target": att.target,
+                                     "baseline": att.baseline,
+                                     "p_fake_baseline": round(att.p_fake_baseline, 5),
+                                     "sum": round(float(att.channels.sum()), 5),
+                                     "rows": [[lab, round(float(v), 5)] for lab, v in
+                                              zip(plots.row_names(), att.channels)]}
+                state["explanation"] = js["explanation"]
+                yield _keep(shown, {"why": plots.waterfall(att), "dims": plots.top_dims(att), "json": js,
+                       "result": state,
+                       "status": _status(f"Done in {_fmt_s(time.perf_counter() - t0)}: "
+                                         f"{att.method.replace('_', ' ')} from the {att.baseline} "
+                                         f"(p(fake) {att.p_fake_baseline:.2f}) to this face "
+                                         f"(p(fake) {att.p_fake:.2f}).")})
+        yield dict(shown)  # every output once more: clients that read the last update see all
 
 
 def _keep(shown: dict, update: dict) -> dict:
@@ -331,18 +331,19 @@ def video(video_file, every, steps, prior, settings, request: gr.Request):
         res["notes"] = res["notes"] + [f"Only the first {MAX_VIDEO_FRAMES} sampled frames were "
                                        "scored (the demo's limit); raise 'every' to cover more."]
     scored = sorted((f for f in vr.frames if f.faces), key=lambda f: -f.faces[0].prob_fake)
-    files = OutFiles()
-    gallery = [(files.image(f.faces[0].crop, f"frame-{f.index}"),
-                f"{f.faces[0].prob_fake:.2f} · {f.time_s:.1f} s"
-                + (" · unsure" if f.faces[0].verdict == "unsure" else "")) for f in scored[:6]]
     js = vr.to_json()
     js.pop("path", None)  # a "path" key would make gradio_client take the JSON for a file
     js = {"video": Path(path).name, **js}
-    yield {"timeline": plots.video_timeline(points, thr, total_s, vr.prob_fake),
-           "verdict": render.video_card(res, prior), "gallery": gallery,
-           "status": _status(f"Done: {len(vr.frames)} frames sampled, {n_face} with a face, "
-                             f"in {_fmt_s(time.perf_counter() - t0)}."),
-           "json": js, "result": res}
+    with OutFiles() as files:  # removed at the end: Gradio has copied every file
+        gallery = [(files.image(f.faces[0].crop, f"frame-{f.index}"),
+                    f"{f.faces[0].prob_fake:.2f} · {f.time_s:.1f} s"
+                    + (" · unsure" if f.faces[0].verdict == "unsure" else ""))
+                   for f in scored[:6]]
+        yield {"timeline": plots.video_timeline(points, thr, total_s, vr.prob_fake),
+               "verdict": render.video_card(res, prior), "gallery": gallery,
+               "status": _status(f"Done: {len(vr.frames)} frames sampled, {n_face} with a "
+                                 f"face, in {_fmt_s(time.perf_counter() - t0)}."),
+               "json": js, "result": res}
 
 
 def redecide_video(prior, result):

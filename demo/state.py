@@ -194,8 +194,11 @@ class OutFiles:
     Gradio writes numpy outputs to its cache non-atomically under a content hash, so the
     same picture sent twice (the crop in every update, the same face from two clients) can
     be read half-written by a client still downloading the first copy. Gradio copies a
-    returned *file* into its cache atomically and only once. Folders older than an hour
-    are removed when a new one is made."""
+    returned *file* into its cache atomically and only once, as it sends the update. A
+    streaming handler's folder is removed when it ends (`with OutFiles() as files:`
+    around its yields: Gradio has copied every file by then), so the folder does not grow
+    with the requests served; other folders are removed an hour old, when a new one is
+    made."""
 
     def __init__(self):
         OUT_ROOT.mkdir(parents=True, exist_ok=True)
@@ -209,6 +212,12 @@ class OutFiles:
         path = self.dir / f"{self.n:03d}-{name}.{fmt}"
         save_image(arr, path, quality=90)
         return str(path)
+
+    def __enter__(self) -> OutFiles:
+        return self
+
+    def __exit__(self, *exc):
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _prune():

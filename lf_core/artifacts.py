@@ -4,6 +4,8 @@
     atomic_write_json(path, obj)              indented, sorted keys, trailing newline
     atomic_savez(path, **arrays)              an .npz of named arrays
     atomic_write_safetensors(path, tensors, metadata)   numpy arrays or torch tensors
+    atomic_append(path, text)                 whole lines added to a small text file (logs)
+    is_temp_name(name)                        a writer's temporary file (never read)
     write_lf_file(path, arrays, key, header)  tensors + a JSON header under `key`
     read_lf_file(path, what, key, fmt, version)  -> (header, arrays); WeightsError otherwise
     digest(src, n=64)                         sha256 hex of bytes, byte chunks or a file
@@ -11,15 +13,20 @@
 
 Atomic: the bytes go to a temporary file in the destination folder, are flushed to disk
 and the file is renamed over the destination (atomic on one file system), so a reader sees
-the old file or the new one, never half of one; a failed write leaves nothing behind.
+the old file or the new one, never half of one; a failed write leaves nothing behind. A
+process killed outright (SIGKILL, out of memory, power loss) may leave its temporary file,
+`.NAME.PID.XXXXXXXX.tmp`: no reader opens such names, and the next write of NAME removes
+those of writers no longer running. A full disk is a DiskFullError (exit code 6).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable
@@ -28,7 +35,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import WeightsError
+from .errors import DiskFullError, WeightsError
 
 CHUNK = 1 << 20  # bytes read at a time when hashing a file
 
@@ -38,21 +45,77 @@ CHUNK = 1 << 20  # bytes read at a time when hashing a file
 
 def atomic_write(path, write: Callable[[BinaryIO], object]) -> Path:
     """Call write(f) on a temporary binary file beside `path`, fsync it, rename it onto
-    `path` (mode 0644). On any error the temporary file is removed and the error raised."""
+    `path` (mode 0644). On any error the temporary file is removed and the error raised;
+    a full disk as DiskFullError."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_stale_temps(path)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                                   suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    except BaseException as e:
+        full = _disk_full(e, path)  # before the temporary file frees its space
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if full is not None:
+            raise full from e
         raise
     return path
+
+
+def _disk_full(err: BaseException, path: Path) -> DiskFullError | None:
+    """The DiskFullError of a failed write, if the disk is full. numpy's tofile (np.save)
+    reports a short write without an errno: an OSError while the folder has no space
+    left counts too."""
+    full = DiskFullError.of(err, path)
+    if full is None and isinstance(err, OSError):
+        try:
+            st = os.statvfs(path.parent)
+        except OSError:
+            return None
+        if st.f_bavail * st.f_frsize < 1 << 16:
+            full = DiskFullError.of(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path)
+    return full
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file name is a temporary file of atomic_write (`.NAME....tmp`): what a
+    killed writer may leave, and what no reader may open."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Remove the temporary files of `path` left by writers that are no longer running
+    (killed mid-write); those of running processes are left alone."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[^.]+\.tmp")
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return  # no folder: mkstemp says so
+    for name in names:
+        m = pattern.fullmatch(name)
+        if m and not _running(int(m.group(1))):
+            with contextlib.suppress(OSError):
+                os.unlink(path.parent / name)
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # no such process; a pid out of range
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
@@ -63,9 +126,27 @@ def atomic_write_json(path, obj) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
 
 
+def atomic_append(path, text: str) -> Path:
+    """Add `text` (whole lines) at the end of a text file, through atomic_write: a kill
+    never leaves half a line. The file is rewritten each time: for small files (logs)."""
+    path = Path(path)
+    try:
+        old = path.read_bytes()
+    except FileNotFoundError:
+        old = b""
+    if old and not old.endswith(b"\n"):
+        old += b"\n"
+    return atomic_write_bytes(path, old + text.encode())
+
+
 def atomic_savez(path, **arrays) -> Path:
-    """An .npz of `arrays` at exactly `path` (numpy adds no suffix to a file object)."""
-    return atomic_write(path, lambda f: np.savez(f, **arrays))
+    """An .npz of `arrays` at exactly `path`. Made in memory first: np.savez leaves its zip
+    open when a write fails (a full disk), and the zip's cleanup then prints a traceback."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return atomic_write_bytes(path, buf.getbuffer())
 
 
 def atomic_write_safetensors(path, tensors: dict, metadata: dict | None = None) -> Path:
@@ -174,6 +255,6 @@ def file_digest(path, n: int = 16) -> str | None:
     return _DIGESTS[key][:n]
 
 
-__all__ = ["atomic_savez", "atomic_write", "atomic_write_bytes", "atomic_write_json",
-           "atomic_write_safetensors", "digest", "file_digest", "has_lf_header",
-           "read_lf_file", "write_lf_file"]
+__all__ = ["atomic_append", "atomic_savez", "atomic_write", "atomic_write_bytes",
+           "atomic_write_json", "atomic_write_safetensors", "digest", "file_digest",
+           "has_lf_header", "is_temp_name", "read_lf_file", "write_lf_file"]

@@ -23,6 +23,7 @@ EXIT_CODES = """exit codes:
   3  bad input file (not an image/video, corrupt, too large, no decodable frame)
   4  no face found
   5  weights missing, unknown or unsafe, or a detector trained on another model's codes
+  6  disk full (nothing half-written is left: free space and rerun to go on)
   130 interrupted
 """
 
@@ -113,7 +114,7 @@ def cmd_train_generator(a):
     train(TrainConfig(out=a.out, hours=a.hours, steps=a.steps, batch=a.batch, seed=a.seed,
                       threads=a.threads, lr=a.lr, lr_end=a.lr_end, cooldown=a.cooldown,
                       encoder_only=a.encoder_only, device=a.device or "",
-                      diverge_db=a.diverge_db))
+                      diverge_db=a.diverge_db, ckpt_minutes=a.ckpt_minutes))
     return 0
 
 
@@ -413,6 +414,8 @@ def _train_generator_args(s):
     s.add_argument("--diverge-db", type=float, default=d["diverge_db"],
                    help="stop, saving nothing, when validation PSNR falls this many dB below "
                         "the run's best (default %(default)g; 0: never)")
+    s.add_argument("--ckpt-minutes", type=float, default=d["ckpt_minutes"],
+                   help="minutes between checkpoints (default %(default)g; 0: after every step)")
     s.add_argument("--pack-to", metavar="FILE",
                    help="write OUT's face caches as one WebP .npz (~3 KB a face) and exit")
     s.add_argument("--from-pack", metavar="FILE",
@@ -767,7 +770,7 @@ def main(argv=None):
 
 
 def _main(argv):
-    from .errors import LFError
+    from .errors import DiskFullError, LFError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     a = parser(command(argv)).parse_args(argv)
@@ -780,6 +783,10 @@ def _main(argv):
         print("lf: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # never a traceback for a user; LF_DEBUG=1 shows it
+        full = DiskFullError.of(e)  # a full disk under a write that is not lf_core's own
+        if full is not None:
+            print(f"lf: error: {full}", file=sys.stderr)
+            return full.exit_code
         if os.environ.get("LF_DEBUG"):
             raise
         print(f"lf: internal error: {type(e).__name__}: {e} (rerun with LF_DEBUG=1 and "

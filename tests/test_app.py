@@ -212,6 +212,19 @@ def test_bad_uploads_give_readable_errors_and_the_app_keeps_serving(client, tmp_
     _good_request_works(client)
 
 
+def test_output_images_are_removed_once_sent(client, monkeypatch, tmp_path):
+    """Detect and Video write their images into a folder of their own, removed when the
+    request ends (Gradio has its copies by then): the folder does not grow with the
+    requests served, and every image still reaches the user."""
+    from demo import state
+
+    monkeypatch.setattr(state, "OUT_ROOT", tmp_path / "out")
+    out = client.predict(handle_file(str(EXAMPLE)), 10, 0.5, api_name="/detect")
+    for i in (FACES, CROP, RECON, DIFF):
+        assert isinstance(out[i], str) and Path(out[i]).is_file()  # downloaded by the client
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_four_clients_at_once(app_url):
     results, errors = {}, []
 

@@ -43,6 +43,29 @@ def free_port():
         return s.getsockname()[1]
 
 
+def start_app(env: dict, log=subprocess.DEVNULL):
+    """`python app.py` in its own process (environment `env`) on a free port of 127.0.0.1,
+    as a user runs it; returns (process, url) once gradio_client can connect (2 minutes at
+    most). log: where its output goes."""
+    from gradio_client import Client
+
+    port = free_port()
+    env = dict(env, GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
+    app = subprocess.Popen([sys.executable, str(ROOT / "app.py")], env=env, cwd=ROOT,
+                           stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(240):
+        try:
+            Client(url, verbose=False)
+            return app, url
+        except Exception:
+            if app.poll() is not None:
+                sys.exit(f"app.py exited with {app.returncode}")
+            time.sleep(0.5)
+    app.terminate()
+    sys.exit("app.py did not start within 2 minutes")
+
+
 def quick_detector(data: Path) -> Path:
     from lf_core.lab.data import read_manifest, split_of
     from lf_core.model import load_model
@@ -104,23 +127,10 @@ def main():
     if det is None:
         print("no detector given or installed: training a small one (not timed)…", flush=True)
         det = quick_detector(args.data)
-    env = dict(os.environ, LF_DETECTOR=str(det), GRADIO_SERVER_PORT=str(free_port()))
-    port = env["GRADIO_SERVER_PORT"]
     # the app in its own process, as `python app.py` runs it; the client here plays the browser
-    app = subprocess.Popen([sys.executable, str(ROOT / "app.py")], env=env, cwd=ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    app, url = start_app(dict(os.environ, LF_DETECTOR=str(det)))
     try:
-        url = f"http://127.0.0.1:{port}/"
-        for _ in range(240):
-            try:
-                client = Client(url, verbose=False)
-                break
-            except Exception:
-                if app.poll() is not None:
-                    sys.exit(f"app.py exited with {app.returncode}")
-                time.sleep(0.5)
-        else:
-            sys.exit("app.py did not start within 2 minutes")
+        client = Client(url, verbose=False)
         one_run(client, args.image, 0)  # warm-up: model load, mediapipe graphs, captum import
         runs = []
         for i in range(args.runs):

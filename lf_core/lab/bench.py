@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import atomic_append, atomic_write, atomic_write_bytes, atomic_write_json
 from ..errors import LFError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,14 +145,10 @@ class _Store:
         return self.data[key]
 
     def save(self):
-        from ..artifacts import atomic_write_json
-
         atomic_write_json(self.path, self.data)
         self.save_keep()
 
     def save_keep(self):
-        from ..artifacts import atomic_write_json
-
         if self.keep is not None:
             self.keep.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.keep, {"manifest": self.manifest, "data": self.data})
@@ -715,7 +712,7 @@ def run_bench(cfg: BenchConfig) -> Path:
     last = Path(cfg.out_dir) / "results" / f"{cfg.name}.json"  # the last finished run's
     if store.seeded and last.exists() and not log.exists():  # its runs go on counting
         runs = json.loads(last.read_text()).get("runs") or []
-        log.write_text("".join(json.dumps(r) + "\n" for r in runs))
+        atomic_write_bytes(log, "".join(json.dumps(r) + "\n" for r in runs).encode())
     t0, resumed, done = time.perf_counter(), bool(store.data), False
     try:
         with _sigterm_as_exit():
@@ -730,12 +727,10 @@ def run_bench(cfg: BenchConfig) -> Path:
     finally:
         # WORK/runs.jsonl: every invocation over this cache, stopped ones too (Ctrl-C,
         # kill), so that a cached rerun does not hide what the whole took
-        with open(log, "a") as f:
-            f.write(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"),
-                                "wall_s": round(time.perf_counter() - t0, 1),
-                                "resumed": resumed, "finished": done}) + "\n")
+        atomic_append(log, json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"),
+                                       "wall_s": round(time.perf_counter() - t0, 1),
+                                       "resumed": resumed, "finished": done}) + "\n")
     store.save_keep()  # WORK/results.json edited by hand (a row deleted, say) is kept too
-    from ..artifacts import atomic_write_json
 
     runs = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
     res = {"name": cfg.name, "manifest": str(cfg.manifest), "config": asdict(cfg),
@@ -765,7 +760,7 @@ def _save(fig, axes, path: Path) -> Path:
 
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=110, format=path.suffix[1:]))
     plt.close(fig)
     return path
 
@@ -1051,5 +1046,5 @@ def write_report(out_dir=BENCH_DIR) -> Path:
     for p in sorted((out_dir / "results").glob("*.md")):
         L += [p.read_text(encoding="utf-8").strip(), ""]
     path = out_dir / "RESULTS.md"
-    path.write_text("\n".join(L) + "\n", encoding="utf-8")
+    atomic_write_bytes(path, ("\n".join(L) + "\n").encode("utf-8"))
     return path

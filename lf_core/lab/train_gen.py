@@ -31,7 +31,13 @@ import torch
 from torch.nn import functional as F
 
 from .. import nets
-from ..artifacts import atomic_savez, atomic_write, atomic_write_safetensors
+from ..artifacts import (
+    atomic_append,
+    atomic_savez,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_safetensors,
+)
 from ..inversion import to_tensor
 from ..loaders import load_checkpoint
 from ..losses import ms_ssim_loss, psnr, ssim
@@ -94,9 +100,10 @@ def build_cache(out, split, limit=None, log=print):
         crops.append(z["crops"])
         paths += list(z["paths"])
     arr = np.concatenate(crops)
+    # the lists first: the .npy marks the cache as done, and in_split needs its paths
+    atomic_write_bytes(out / f"faces_{split}.paths.txt", ("\n".join(paths) + "\n").encode())
+    atomic_write_bytes(out / f"faces_{split}.missed.txt", ("\n".join(missed) + "\n").encode())
     atomic_write(final, lambda fh: np.save(fh, arr))
-    (out / f"faces_{split}.paths.txt").write_text("\n".join(paths) + "\n")
-    (out / f"faces_{split}.missed.txt").write_text("\n".join(missed) + "\n")
     log(f"{split}: {len(arr)} faces aligned, {len(items) - len(arr)} missed "
         f"(listed in {out / f'faces_{split}.missed.txt'})")
     return np.load(final, mmap_mode="r")
@@ -137,7 +144,7 @@ def pack_faces(out, dst, quality=80):
             blobs.append(np.frombuffer(b.getvalue(), np.uint8))
         arrs[split] = np.concatenate(blobs)
         arrs[f"{split}_ends"] = np.cumsum([len(b) for b in blobs])
-    np.savez(dst, **arrs)
+    atomic_savez(dst, **arrs)
 
 
 def unpack_faces(src, out):
@@ -149,7 +156,8 @@ def unpack_faces(src, out):
     for split in ("train", "val"):
         if (out / f"faces_{split}.npy").exists():
             continue
-        np.save(out / f"faces_{split}.npy", read_pack_split(src, split))
+        faces = read_pack_split(src, split)
+        atomic_write(out / f"faces_{split}.npy", lambda f, faces=faces: np.save(f, faces))
 
 
 @dataclass
@@ -365,8 +373,7 @@ def train(cfg: TrainConfig, log=print):
             metrics = evaluate(G, E, val)
             log(json.dumps({"step": step, "seen": seen, **metrics,
                             "elapsed_h": round((elapsed + time.time() - t0) / 3600, 3)}))
-            with open(out / "log.jsonl", "a") as f:
-                f.write(json.dumps({"step": step, "seen": seen, **metrics}) + "\n")
+            atomic_append(out / "log.jsonl", json.dumps({"step": step, "seen": seen, **metrics}) + "\n")
             guard(metrics)  # after the log: a divergence is on record
         if time.time() - last_ckpt > cfg.ckpt_minutes * 60:
             elapsed += time.time() - t0

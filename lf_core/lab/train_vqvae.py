@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..artifacts import atomic_write
+from ..artifacts import atomic_append, atomic_write
 from .projectors import VQVAEProjector, to_input
 from .vqvae import CONFIG, VQVAE
 
@@ -110,8 +110,7 @@ def train_vqvae(out="runs/vqvae", hours=1.0, steps=0, batch=16, seed=0, threads=
     def validate():
         rec = {"step": step, "seen": seen, **evaluate(net, val),
                "elapsed_h": round((elapsed + time.time() - t0) / 3600, 3)}
-        with open(out / "log.jsonl", "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        atomic_append(out / "log.jsonl", json.dumps(rec) + "\n")
         return rec
 
     net.train()
