@@ -38,6 +38,7 @@ from .state import (
     describe_settings,
     get_detector,
     get_model,
+    message,
     on_lane,
     readable_errors,
     stream_on_lane,
@@ -93,6 +94,39 @@ def verdict_fields(v, det) -> dict:
             "nearest_source": v.nearest_source,
             "domain_ratio": None if v.domain_ratio is None else round(v.domain_ratio, 3),
             "about": render.detector_about(det)}
+
+
+def failed(e: gr.Error) -> dict:
+    """Detect / Video outputs after an input that could not be analysed: the status says
+    why, the verdict card is cleared (the notice shows the same message)."""
+    return {"status": _status(f"⚠️ Not analysed: {e.message}"),
+            "verdict": render.placeholder_card("No verdict: see the message above.")}
+
+
+@readable_errors
+def check_image(path):
+    """On upload: an unreadable file is cleared at once (no broken preview) and the status
+    says why; a readable one is kept. Outputs: image, status."""
+    if not path:
+        return gr.skip(), _status("Waiting for a photo.")
+    try:
+        load_image(path)
+    except LFError as e:
+        return None, _status(f"⚠️ Not a usable image: {message(e)}")
+    return gr.skip(), _status("Ready: press <b>Detect</b>.")
+
+
+@readable_errors
+def check_video(path):
+    """On upload: the same for a video (its container and first frame). Outputs: video,
+    status."""
+    if not path:
+        return gr.skip(), _status("Waiting for a video.")
+    try:
+        video_info(path)
+    except LFError as e:
+        return None, _status(f"⚠️ Not a usable video: {message(e)}")
+    return gr.skip(), _status("Ready: press <b>Analyse video</b>.")
 
 
 @readable_errors

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from lf_core.layout import GROUPS, channel_labels
-
 FAKE, REAL, GREY = "#d6336c", "#1c7ed6", "#868e96"
 LOSS_COLOURS = {"pixel": "#1c7ed6", "perceptual": "#f59f00", "domain": "#37b24d", "total": "#495057"}
 FONT = dict(family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size=12)
@@ -50,47 +48,6 @@ def loss_curve(history: list[dict], perceptual_name: str, steps: int,
     return fig
 
 
-def channel_bars(att) -> go.Figure:
-    """Attribution per W+ row, labelled by the resolution of the layers it styles."""
-    labels = att.labels if getattr(att, "labels", None) else channel_labels()
-    v = np.asarray(att.channels, float)
-    colours = [FAKE if x > 0 else REAL for x in v]
-    fig = go.Figure(go.Bar(
-        x=v, y=labels, orientation="h", marker_color=colours,
-        hovertemplate="%{y}<br>%{x:+.4f} " + att.target + "<extra></extra>"))
-    for name, rows in GROUPS.items():  # group bands
-        fig.add_hrect(y0=rows[0] - 0.5, y1=rows[-1] + 0.5, line_width=0,
-                      fillcolor={"coarse": "#f1f3f5", "middle": "#ffffff", "fine": "#f1f3f5"}[name],
-                      layer="below")
-        fig.add_annotation(text=name, x=1.0, xref="paper", y=(rows[0] + rows[-1]) / 2,
-                           showarrow=False, xanchor="right", font=dict(color=GREY, size=11))
-    _layout(fig, "Per layer: red pushes to fake, blue to real", 380)
-    if not np.abs(v).max() > 1e-9:
-        fig.add_annotation(text="all ~0: the score does not move between the mean code and this one",
-                           x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
-                           font=dict(color=GREY))
-    fig.update_yaxes(autorange="reversed", tickfont=dict(size=11))
-    fig.update_xaxes(title_text=f"contribution to {att.target}<br>({att.method.replace('_', ' ')})",
-                     zeroline=True, zerolinecolor="#adb5bd")
-    return fig
-
-
-def dims_heatmap(att) -> go.Figure:
-    """14 x 512 attribution map, diverging colours centred on 0."""
-    d = np.asarray(att.dims, float)
-    lim = float(np.abs(d).max()) or 1.0
-    labels = att.labels if getattr(att, "labels", None) else channel_labels()
-    fig = go.Figure(go.Heatmap(
-        z=d, y=labels, x=np.arange(d.shape[1]), zmin=-lim, zmax=lim, zmid=0,
-        colorscale=[[0, REAL], [0.5, "#ffffff"], [1, FAKE]],
-        colorbar=dict(title=dict(text=att.target, side="right"), thickness=10),
-        hovertemplate="%{y}, dim %{x}<br>%{z:+.5f}<extra></extra>"))
-    _layout(fig, "Per dimension (14 W+ rows × 512 dims)", 360)
-    fig.update_yaxes(autorange="reversed", tickfont=dict(size=10))
-    fig.update_xaxes(title_text="dimension of the 512-d style vector")
-    return fig
-
-
 def video_timeline(points: list[dict], threshold: float | None, total_s: float | None = None,
                    video_p: float | None = None) -> go.Figure:
     """points: {"t", "frame", "p"} with p None when no face was found in the frame."""
@@ -108,13 +65,14 @@ def video_timeline(points: list[dict], threshold: float | None, total_s: float |
     if none:
         fig.add_trace(go.Scatter(x=[q["t"] for q in none], y=[0.0] * len(none), mode="markers",
                                  name="no face found", marker=dict(symbol="x", color=GREY, size=8)))
-    if threshold is not None:
-        fig.add_hline(y=threshold, line=dict(color=FAKE, dash="dash", width=1),
-                      annotation_text=f"fake above {threshold:.2f} (prior rule)",
-                      annotation_position="top left")
-    if video_p is not None:
-        fig.add_hline(y=video_p, line=dict(color="#495057", dash="dot", width=1),
-                      annotation_text=f"video mean {video_p:.2f}", annotation_position="bottom right")
+    # the lines are named in the legend, not over the plot, where a label would hide frames
+    for y, name, line in ((threshold, f"fake above {threshold or 0:.2f} (prior rule)",
+                           dict(color=FAKE, dash="dash", width=1)),
+                          (video_p, f"video mean {video_p or 0:.2f}",
+                           dict(color="#495057", dash="dot", width=1))):
+        if y is not None:
+            fig.add_hline(y=y, line=line)
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=line, name=name))
     _layout(fig, "Score per sampled frame", 300, legend=dict(orientation="h", y=-0.3, x=0))
     fig.update_yaxes(range=[-0.03, 1.03], title_text="p_fake")
     fig.update_xaxes(title_text="time (s)", range=[0, total_s] if total_s else None)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from lf_core.detector import DEFAULT_DETECTOR, Detector, load_detector
+from lf_core.detector import DEFAULT_DETECTOR, SHIPPED, Detector, detector_path, load_detector
 from lf_core.errors import BadInputError, LFError, WeightsError
 from lf_core.io import save_image
 from lf_core.model import DEFAULT_WEIGHTS, default_weights, load_model
@@ -106,8 +106,16 @@ class Settings:
 
     @classmethod
     def default(cls) -> Settings:
-        det = os.environ.get("LF_DETECTOR") or str(DEFAULT_DETECTOR)
-        return cls(weights=str(default_weights()), detector=det)
+        return cls(weights=str(default_weights()), detector=str(detector_path()))
+
+
+# the Settings menu's shipped detectors (weights/README.md): (label, file)
+DETECTOR_CHOICES = [
+    ("default: any face (trained on DFDC, FFHQ / StyleGAN, LFW, UTKFace)",
+     str(SHIPPED["default"])),
+    ("faceswap: video frames (DFDC, LFW, UTKFace; blind to whole-face StyleGAN faces)",
+     str(SHIPPED["faceswap"])),
+]
 
 
 def get_model(settings: Settings):
@@ -131,7 +139,7 @@ def get_detector(settings: Settings) -> tuple[Detector, str]:
                                   "use the Train-your-own tab first.")
         det = Detector(settings.trained)
         return det, f"{det.describe()}, trained in this session"
-    path = Path(settings.detector or DEFAULT_DETECTOR).expanduser()
+    path = detector_path(settings.detector or DEFAULT_DETECTOR).expanduser()
     if not path.exists():
         if path.resolve() == DEFAULT_DETECTOR.resolve():
             raise NoDetectorError(NO_DETECTOR)
@@ -147,8 +155,8 @@ def describe_settings(settings: Settings) -> str:
     wtxt = f"`{w.name}`" if w.exists() else f"**missing** (`{w}`)"
     if settings.source == SRC_TRAINED and settings.trained is not None:
         dtxt = "your detector trained in this session"
-    elif Path(settings.detector).exists():
-        dtxt = f"`{Path(settings.detector).name}`"
+    elif detector_path(settings.detector).exists():
+        dtxt = f"`{detector_path(settings.detector).name}`"
     else:
         dtxt = "**none installed yet** (train one in the Train-your-own tab)"
     return f"Generator: {wtxt} · Detector: {dtxt}"
@@ -254,7 +262,8 @@ STOPS = StopFlags()
 # --------------------------------------------------------------------------- errors
 
 
-def _message(e: BaseException) -> str:
+def message(e: BaseException) -> str:
+    """What a user reads about an error: one paragraph, HTML-escaped."""
     if isinstance(e, gr.Error):
         return str(e.message)
     if isinstance(e, LFError):
@@ -283,27 +292,37 @@ def to_gr_error(e: BaseException) -> gr.Error:
         return e
     if not isinstance(e, LFError):
         log.exception("unexpected error in a handler")
-    return gr.Error(_message(e), title=_title(e), print_exception=False)
+    return gr.Error(message(e), title=_title(e), print_exception=False)
 
 
-def by_name(fn, names: tuple):
+def by_name(fn, names: tuple, on_error=None):
     """A handler that yields {output name: value} as Gradio takes it: a tuple in `names`
     order, where a name an update leaves out keeps its value: the latest this request
     gave it (Gradio sends a streamed output only when it changed), gr.skip() before.
+    on_error(gr.Error) -> {output name: value}: shown before the error's notice (e.g. the
+    status line says why nothing was analysed).
 
     Not gr.skip() once a value was sent: for each skip Gradio 6 puts a copy of the
     component into the session, and the next value adds that copy again under a new id,
     never removed (about 200 KB a detection for as long as the browser tab lives;
     benchmarks/RELIABILITY.md, the soak)."""
+    def as_tuple(update, last):
+        unknown = set(update) - set(names)
+        if unknown:
+            raise KeyError(f"{fn.__name__} has no outputs named {sorted(unknown)}")
+        last.update(update)
+        return tuple(last[n] if n in last else gr.skip() for n in names)
+
     @functools.wraps(fn)
     def gen(*args, **kwargs):
         last = {}
-        for update in fn(*args, **kwargs):
-            unknown = set(update) - set(names)
-            if unknown:
-                raise KeyError(f"{fn.__name__} has no outputs named {sorted(unknown)}")
-            last.update(update)
-            yield tuple(last[n] if n in last else gr.skip() for n in names)
+        try:
+            for update in fn(*args, **kwargs):
+                yield as_tuple(update, last)
+        except gr.Error as e:
+            if on_error is not None:
+                yield as_tuple(on_error(e), last)
+            raise
     return gen
 
 

@@ -22,7 +22,15 @@ import gradio as gr
 
 from . import handlers as H
 from . import render
-from .state import SRC_FILE, SRC_TRAINED, Settings, by_name, max_upload_mb, warm_up
+from .state import (
+    DETECTOR_CHOICES,
+    SRC_FILE,
+    SRC_TRAINED,
+    Settings,
+    by_name,
+    max_upload_mb,
+    warm_up,
+)
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 CONCURRENCY = int(os.environ.get("LF_CONCURRENCY", "2"))
@@ -46,7 +54,8 @@ it comes first, and does not change with the steps. **Steps** refine the reconst
 watch (gradient steps on the code). The **prior** is the share of fakes you expect where the
 photo comes from: when fakes are rare, stronger evidence is needed to say *fake*. Moving it
 re-decides instantly. **Unsure** means the face is unlike every kind of face the detector
-was trained on.
+was trained on. For video frames of face swaps, the *faceswap* detector (Settings) is a
+little more accurate, but blind to whole-face StyleGAN faces.
 """
 
 
@@ -159,7 +168,10 @@ def build_demo() -> gr.Blocks:
                                "loss": loss_plot, "status": status, "verdict": verdict,
                                "why": chan_plot, "dims": dims_plot, "diff": diff_img,
                                "json": result_json, "result": result}
-                run.click(by_name(H.detect, H.DETECT_OUTPUTS), [image, steps, prior, settings],
+                image.upload(H.check_image, [image], [image, status], api_name="check_image",
+                             concurrency_limit=None, show_progress="hidden")
+                run.click(by_name(H.detect, H.DETECT_OUTPUTS, on_error=H.failed),
+                          [image, steps, prior, settings],
                           [det_outputs[n] for n in H.DETECT_OUTPUTS],
                           api_name="detect", show_progress="minimal",
                           show_progress_on=[status], concurrency_id="heavy")
@@ -197,7 +209,10 @@ def build_demo() -> gr.Blocks:
                             vjson = gr.JSON(label="result")
                 vid_outputs = {"timeline": timeline, "verdict": vverdict, "gallery": vgallery,
                                "status": vstatus, "json": vjson, "result": vresult}
-                vrun.click(by_name(H.video, H.VIDEO_OUTPUTS), [vid, every, vsteps, vprior, settings],
+                vid.upload(H.check_video, [vid], [vid, vstatus], api_name="check_video",
+                           concurrency_limit=None, show_progress="hidden")
+                vrun.click(by_name(H.video, H.VIDEO_OUTPUTS, on_error=H.failed),
+                           [vid, every, vsteps, vprior, settings],
                            [vid_outputs[n] for n in H.VIDEO_OUTPUTS],
                            api_name="video", show_progress="minimal",
                            show_progress_on=[vstatus], concurrency_id="heavy")
@@ -301,15 +316,18 @@ def build_demo() -> gr.Blocks:
                 wpath = gr.Textbox(defaults.weights, label="Generator weights "
                                    "(.safetensors / .pt / .pkl; default: LF_WEIGHTS or "
                                    "the embedded model)", elem_id="lf-wpath")
-                dpath = gr.Textbox(defaults.detector, label="Detector file (.safetensors; "
-                                   "default: LF_DETECTOR or weights/detector-default)")
+                dpath = gr.Dropdown(DETECTOR_CHOICES, value=defaults.detector,
+                                    allow_custom_value=True, elem_id="lf-dpath",
+                                    label="Detector: a shipped one, or a .safetensors path "
+                                    "(default: LF_DETECTOR or the default)")
             dsrc = gr.Radio([SRC_FILE, SRC_TRAINED], value=SRC_FILE, label="Use")
             sapply = gr.Button("Reload", size="sm", elem_id="lf-sapply")
             sstatus = gr.Markdown()
         sapply.click(H.apply_settings, [wpath, dpath, dsrc, settings],
                      [sstatus, settings, header], api_name="settings")
-        dsrc.input(H.apply_settings, [wpath, dpath, dsrc, settings],
-                   [sstatus, settings, header], api_visibility="private")
+        for choose in (dsrc, dpath):
+            choose.input(H.apply_settings, [wpath, dpath, dsrc, settings],
+                         [sstatus, settings, header], api_visibility="private")
         trun.click(H.train, [real_files, fake_files, zip_file, kind, anyway, settings],
                    [treport, tdown, settings, dsrc, header], api_name="train",
                    concurrency_id="heavy", show_progress_on=[treport])

@@ -160,7 +160,7 @@ def cmd_extract(a):
         proj = PCAProjector(n_components=a.components, size=a.pca_size)
     out = extract(a.manifest, proj, a.output, batch=a.batch, limit=a.limit, split=a.split,
                   prealigned=a.prealigned, fit_limit=a.fit_limit, overwrite=a.overwrite,
-                  mirror=a.mirror, progress=not a.quiet)
+                  mirror=a.mirror, progress=not a.quiet, engine=_engine(a))
     c = load_codes(out, partial=True)
     print(f"{out}\t{len(c)} codes {tuple(c.codes.shape[1:])}"
           f"{' (+ their mirror images)' if c.mirror is not None else ''} "
@@ -269,13 +269,16 @@ def cmd_evaluate(a):
     if has_lf_header(a.detector, META_KEY):
         from .lab.baselines import evaluate_baseline
 
+        if a.engine != "local":
+            print("lf: note: a CNN detector's crops are extracted here (--engine local)",
+                  file=sys.stderr)
         res = evaluate_baseline(a.input, a.detector, split=a.split, prior_fake=a.prior,
                                 bootstrap=a.bootstrap, work=a.work,
                                 progress=not a.quiet and not a.json)
     else:
         res = evaluate_detector(a.input, a.detector, split=a.split, prior_fake=a.prior,
                                 work=a.work, batch=a.batch, progress=not a.quiet and not a.json,
-                                bootstrap=a.bootstrap)
+                                bootstrap=a.bootstrap, engine=_engine(a))
     if a.predictions:
         write_predictions(res, a.predictions)
     if a.json:
@@ -318,7 +321,8 @@ def bench_config(a):
         fewshot_groups=a.fewshot,
         fewshot_draws=a.fewshot_draws, seeds=a.seeds,
         cnn_seeds=a.cnn_seeds,
-        bootstrap=a.bootstrap, seed=a.seed, redo=_names(a.redo or ""))
+        bootstrap=a.bootstrap, seed=a.seed, redo=_names(a.redo or ""), engine=a.engine,
+        engine_options=_engine(a, options=True))
 
 
 PASSES_HELP = ("encoder refinement passes before the steps, w += E(x) - E(G(w)): about "
@@ -330,6 +334,45 @@ def _passes(a) -> int:
     if a.passes < 0:
         raise SystemExit(_usage_error(f"--passes must be >= 0, got {a.passes}"))
     return a.passes
+
+
+def _engine_args(s):
+    """--engine and the ray engine's options (lf_core.lab.engines)."""
+    g = s.add_argument_group("engine", "where the faces are aligned and projected; the "
+                             "chunk files are written by this process either way, so a run "
+                             "started with one engine can be finished with the other")
+    g.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process; ray: the actors of a Ray cluster (pip install "
+                   "-e '.[ray]'; see docs/cluster.md)")
+    g.add_argument("--address", metavar="ADDR", help="ray: the cluster (auto: the one this "
+                   "machine belongs to); default: a local one for this run")
+    g.add_argument("--workers", type=_at_least(1), metavar="N", help="ray: actors, each with "
+                   "its own model (default: the cluster's CPUs / --cpus-per-worker)")
+    g.add_argument("--cpus-per-worker", type=_positive, metavar="C", help="ray: CPUs (torch "
+                   "threads) per actor (default 1)")
+    g.add_argument("--gpus-per-worker", type=_positive, metavar="G", help="ray: GPUs reserved "
+                   "per actor (default 0)")
+
+
+def _engine(a, options=False):
+    """The engine of --engine (options=True: its options only, checked, for lf bench)."""
+    from .lab.engines import make_engine
+
+    kw = {"address": a.address, "workers": a.workers, "cpus_per_worker": a.cpus_per_worker,
+          "gpus_per_worker": a.gpus_per_worker}
+    engine = make_engine(a.engine, **kw)
+    return {k: v for k, v in kw.items() if v is not None} if options else engine
+
+
+def _positive(text):
+    """An argparse type: a number > 0."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not x > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return x
 
 
 def _run_args(s, d):
@@ -426,6 +469,7 @@ def _extract_args(s):
                    "a face and its mirror (twice the projection time)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.add_argument("-o", "--output", required=True, help="CODES folder")
+    _engine_args(s)
 
 
 def _train_args(s):
@@ -496,6 +540,7 @@ def _evaluate_args(s):
     s.add_argument("--bootstrap", type=_at_least(0), default=0, metavar="B",
                    help="95%% interval of the AUC from B resamples of the source videos")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _engine_args(s)
 
 
 def _bench_args(s):
@@ -544,6 +589,16 @@ def _bench_args(s):
     s.add_argument("--redo", help="sections to recompute: codes,table,recon,channels,fewshot,seeds")
     s.add_argument("--seed", type=_at_least(0), default=c.seed)
     s.add_argument("--threads", type=_at_least(0), default=0)
+    _engine_args(s)
+
+
+class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with each option's default, unless it has none or its help says it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def parser(cmd=None):
@@ -572,7 +627,7 @@ def parser(cmd=None):
     s.set_defaults(fn=cmd_invert)
 
     s = sub.add_parser("predict", help="real, fake or unsure, for an image or a video",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=DefaultsShown,
                        description="The verdict is computed on the codes the detector was "
                        "trained on; --steps only sets the inversion of the reconstruction.")
     s.add_argument("input", help="image or video (mp4, mov, avi, mkv, webm)")
@@ -584,8 +639,9 @@ def parser(cmd=None):
                    help="print the whole result as JSON (per face: verdict, p_fake, likelihood "
                         "ratio, nearest training source, timings)")
     s.add_argument("--weights", help="generator checkpoint (default: the embedded model)")
-    s.add_argument("--detector", help="detector .safetensors (default: $LF_DETECTOR or "
-                   "weights/detector-default.safetensors)")
+    s.add_argument("--detector", help="detector .safetensors, or a shipped one: default "
+                   "(any face) or faceswap (video frames; blind to whole-face StyleGAN "
+                   "synthesis). Default: $LF_DETECTOR, else default")
     s.set_defaults(fn=cmd_predict)
 
     research = [

@@ -28,6 +28,18 @@ from .errors import DetectorMismatchError, WeightsError
 from .model import WEIGHTS_DIR
 
 DEFAULT_DETECTOR = WEIGHTS_DIR / "detector-default.safetensors"
+# the shipped detectors, by the name `--detector` and LF_DETECTOR also take (weights/README.md)
+SHIPPED = {
+    "default": DEFAULT_DETECTOR,  # any face: DFDC, FFHQ / StyleGAN, LFW, UTKFace
+    "faceswap": WEIGHTS_DIR / "detector-faceswap.safetensors",  # video frames: no StyleGAN
+}
+
+
+def detector_path(spec=None) -> Path:
+    """A shipped detector's name (SHIPPED) or a path -> its file; None: $LF_DETECTOR, else
+    the default."""
+    spec = spec or os.environ.get("LF_DETECTOR") or DEFAULT_DETECTOR
+    return SHIPPED.get(str(spec), Path(spec))
 NOT_LATENT = ("pca", "vqvae", "crops")
 
 
@@ -162,11 +174,12 @@ class Detector:
     # -- files
     @classmethod
     def load(cls, path=None) -> Detector:
-        """The detector at `path` (default: $LF_DETECTOR, else the shipped default)."""
-        path = Path(path or os.environ.get("LF_DETECTOR") or DEFAULT_DETECTOR)
+        """The detector at `path` or of a shipped name (default: $LF_DETECTOR, else the
+        shipped default)."""
+        path = detector_path(path)
         if not path.is_file():
-            raise WeightsError(f"detector not found: {path}. Train one with `lf train` "
-                               "or point LF_DETECTOR at a .safetensors detector")
+            raise WeightsError(f"detector not found: {path}. Give a .safetensors detector "
+                               f"(lf train) or a shipped one: {', '.join(SHIPPED)}")
         clf = load_classifier(path)
         meta = clf.metrics or {}
         domain, real_mean = None, None
@@ -205,7 +218,7 @@ _CACHE: dict = {}
 
 def load_detector(path=None) -> Detector:
     """Detector.load, cached by (path, mtime, size): a file rewritten by lf train is read anew."""
-    path = Path(path or os.environ.get("LF_DETECTOR") or DEFAULT_DETECTOR)
+    path = detector_path(path)
     try:
         st = path.stat()
     except OSError:

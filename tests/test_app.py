@@ -21,6 +21,8 @@ if str(ROOT) not in sys.path:
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
+from lf_core.detector import SHIPPED  # noqa: E402
+
 EXAMPLE = ROOT / "demo" / "examples" / "real_ffhq_00002.jpg"
 UPLOAD_LIMIT_MB = 8  # the app under test gets a small upload limit (LF_MAX_UPLOAD_MB)
 
@@ -298,6 +300,19 @@ def test_settings_bad_path_is_reported(client):
                                     api_name="/settings")
     assert "Weights not changed" in status and "not found" in status
     assert "Generator:" in header
+
+
+def test_settings_offer_the_shipped_detectors(app_url):
+    """The faceswap detector chosen under Settings (its own client: a session of its own);
+    the status and header say which detector judges from now on."""
+    from demo.state import DETECTOR_CHOICES
+
+    assert [p for _, p in DETECTOR_CHOICES] == [str(p) for p in SHIPPED.values()]
+    c = Client(app_url, verbose=False)
+    status, header = c.predict("", str(SHIPPED["faceswap"]), "Detector file",
+                               api_name="/settings")
+    assert "detector-faceswap" in status and "detector-faceswap" in header
+    assert "ffhq" not in status.split("trained on ")[1] and "utkface" in status
 
 
 def test_no_detector_degrades_readably(model, tmp_path, start_app):

@@ -160,7 +160,9 @@ def test_train_help_follows_the_classes(capsys):
     ["train", "c", "--classifier", "xception", "--xception", "1", "-o", "d"],
     ["train", "c", "--classifier", "rf", "--trees", "0", "-o", "d"],
     ["train", "c", "--classifier", "meso4", "--epochs", "0", "-o", "d"],
-    ["bench", "m.csv", "--fewshot", "a"]])
+    ["bench", "m.csv", "--fewshot", "a"],
+    ["extract", "m.csv", "-o", "c", "--engine", "ray", "--workers", "0"],
+    ["extract", "m.csv", "-o", "c", "--engine", "ray", "--cpus-per-worker", "0"]])
 def test_bad_numbers_are_usage_errors(argv, capsys):
     """Out-of-range numbers stop at the command line (exit 2, what was wrong), not deep
     inside as an internal error."""
@@ -168,7 +170,7 @@ def test_bad_numbers_are_usage_errors(argv, capsys):
         main(argv)
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert "must be >=" in err or "use " in err or "not an integer" in err
+    assert "must be >" in err or "use " in err or "not an integer" in err
 
 
 def test_research_defaults_come_from_the_code():
@@ -191,3 +193,26 @@ def test_research_defaults_come_from_the_code():
     assert ((a.out, a.hours, a.steps, a.batch, a.seed, a.threads, a.lr, a.lr_end, a.cooldown,
              a.diverge_db) == (t.out, t.hours, t.steps, t.batch, t.seed, t.threads, t.lr,
                                t.lr_end, t.cooldown, t.diverge_db))
+
+
+
+def test_ray_engine_without_ray_says_how_to_install(tmp_path, monkeypatch, capsys):
+    """--engine ray without the optional extra: one line that gives the install command,
+    before anything is written."""
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    (tmp_path / "m.csv").write_text("path,label\nx.jpg,real\n")
+    for argv in (["extract", str(tmp_path / "m.csv"), "-o", str(tmp_path / "codes")],
+                 ["evaluate", str(tmp_path / "m.csv"), "--detector", "d.safetensors"]):
+        code = main([*argv, "--engine", "ray", "-q"])
+        err = capsys.readouterr().err.strip()
+        assert code == 1 and len(err.splitlines()) == 1, err
+        assert "pip install -e '.[ray]'" in err, err
+    assert not (tmp_path / "codes").exists()
+
+
+def test_ray_options_need_the_ray_engine(tmp_path, capsys):
+    (tmp_path / "m.csv").write_text("path,label\nx.jpg,real\n")
+    code = main(["extract", str(tmp_path / "m.csv"), "-o", str(tmp_path / "codes"),
+                 "--workers", "4"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "--workers: options of the ray engine" in err, err

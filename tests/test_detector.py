@@ -1,12 +1,15 @@
 """The Detector type, the decision rule, the domain ("unsure") and calibration."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from lf_core.classifiers import LogReg
 from lf_core.decision import DecisionInputError, Verdict, decide, likelihood_ratio, prior_threshold
-from lf_core.detector import DEFAULT_DETECTOR, Detector
+from lf_core.detector import DEFAULT_DETECTOR, SHIPPED, Detector, detector_path
 from lf_core.domain import CodeDomain, ece, fit_temperature, logit, posterior
+from lf_core.errors import WeightsError
 
 
 @pytest.mark.parametrize("share", [0.2, 0.5, 0.7])
@@ -122,3 +125,15 @@ def test_shipped_default_detector_loads_as_a_detector():
     assert det.views == 2 and det.steps == 0
     assert 0 < det.train_fake_share < 1
     assert "MLP2" in det.describe()
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_detectors_load_by_name(name, monkeypatch):
+    """`--detector NAME` and LF_DETECTOR=NAME mean the shipped file; a path stays a path."""
+    det = Detector.load(name)
+    assert det.path == SHIPPED[name] and det.views == 2 and det.domain is not None
+    monkeypatch.setenv("LF_DETECTOR", name)
+    assert detector_path() == SHIPPED[name]
+    assert detector_path("some/dir/faceswap") == Path("some/dir/faceswap")
+    with pytest.raises(WeightsError, match="faceswap"):  # the error lists the shipped names
+        Detector.load("no-such-detector.safetensors")

@@ -132,3 +132,25 @@ def test_explanation_adds_up_to_the_verdict_in_the_page(app_url, page):
     p = float(text.split("p(fake) = ")[1].split()[0])
     assert abs(sum(xs[:-1]) - p) < 0.01  # baseline + rows (the last bar is the total)
     page.screenshot(path=str(ARTIFACTS / "e2e_explained.png"), full_page=True)
+
+
+def test_a_bad_upload_is_cleared_and_said_in_the_status(app_url, page, tmp_path):
+    """A text file named .jpg: no broken preview, the status says why; Detect with no
+    photo then says so in the status too (not only in a notice that fades)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("this is not a photo\n" * 50)
+    page.goto(app_url)
+    page.wait_for_selector("#lf-detect", timeout=60_000)
+    page.set_input_files("#lf-image input[type=file]", str(fake))
+    page.wait_for_function(
+        "() => (document.querySelector('#lf-status')?.innerText || '')"
+        ".includes('Not a usable image')", timeout=60_000)
+    assert page.locator("#lf-image img").count() == 0  # no broken-image preview
+    page.click("#lf-detect")
+    page.wait_for_function(
+        "() => (document.querySelector('#lf-status')?.innerText || '').includes('Not analysed')",
+        timeout=60_000)
+    assert "upload one first" in page.inner_text("#lf-status")
+    assert "Traceback" not in page.inner_text("body")
+    page.screenshot(path=str(ARTIFACTS / "e2e_bad_upload.png"), full_page=True)

@@ -15,7 +15,7 @@ CLI_RESEARCH = {"cmd_train_generator", "cmd_train_vqvae", "cmd_extract", "cmd_tr
                 "_train_cnn", "_train_sources", "cmd_evaluate", "cmd_bench",
                 "_train_generator_args",
                 "_train_vqvae_args", "_extract_args", "_train_args", "_evaluate_args",
-                "_bench_args", "bench_config"}
+                "_bench_args", "bench_config", "_engine"}
 
 
 def module_name(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""The shipped detector's verdicts on real files stay what they were (steps=0: encoder only).
+"""The shipped detectors' verdicts on real files stay what they were (steps=0: encoder only).
 
 Values were computed with `predict_image(path, steps=0)` and the default weights. The
 tolerance follows from float32 arithmetic, not from one machine: the encoder and the
@@ -27,3 +27,17 @@ def test_default_detector_p_fake(data_dir, model, rel, p_fake):
     r = predict_image(data_dir / rel, steps=0, model=model)
     assert len(r.faces) == 1
     assert r.faces[0].prob_fake == pytest.approx(p_fake, abs=TOL)
+
+
+FACESWAP = [  # the shipped `faceswap` detector, chosen by name as `lf predict --detector` does
+    ("dfdc_faces/real/aabqcugcpc.jpg", 0.21556624096465216),
+    ("dfdc_faces/fake/aabmgfhcgg.jpg", 0.5086548363378343),
+]
+
+
+@pytest.mark.parametrize("rel,p_fake", FACESWAP, ids=[p for p, _ in FACESWAP])
+def test_faceswap_detector_p_fake(data_dir, model, rel, p_fake):
+    r = predict_image(data_dir / rel, steps=0, model=model, detector="faceswap")
+    assert r.faces[0].prob_fake == pytest.approx(p_fake, abs=TOL)
+    trained_on = r.detector.split("trained on ")[1].split(", ")  # which one judged the face
+    assert sorted(trained_on) == ["dfdc_faces", "lfw", "utkface"]

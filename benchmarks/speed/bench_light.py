@@ -178,7 +178,9 @@ def main(argv=None):
         r, t = rows[n], trained.get(n.split("+")[0], {})
         tr = (f"{(t.get('train_s') or 0) + (t.get('extract_s') or 0):,.0f} s to AUC "
               f"{t['roc_auc']:.3f}" if t.get("roc_auc") else "-")
-        print(f"| {label[n]} | {r['params'] / 1e6:.1f} M | {r['macs'] / 1e9:.2f} G | "
+        size = (f"{r['params'] / 1e6:.1f} M" if r["params"] >= 1e5
+                else f"{r['params'] / 1e3:.0f} k")
+        print(f"| {label[n]} | {size} | {r['macs'] / 1e9:.2f} G | "
               f"{r['latency_s'] * 1000:.0f} ms | {r['peak_mb']:.0f} MB | {r['file_mb']:.1f} MB | "
               f"{tr if n != 'latent+steps' else '-'} |")
     if a.json:

@@ -104,6 +104,8 @@ class BenchConfig:
     bootstrap: int = 2000  # resamples of the test groups for the AUC intervals
     seed: int = 0
     redo: tuple = ()
+    engine: str = "local"  # where the codes are extracted: lf_core.lab.engines.make_engine's
+    engine_options: dict = field(default_factory=dict)  # name and options
 
 
 # --------------------------------------------------------------------------- helpers
@@ -245,9 +247,12 @@ def section_codes(cfg, store, work):
 
         def run(kind=kind, folder=folder, proj=proj, ident=ident,
                 fresh="codes" in cfg.redo or (ident is not None and old is not None)):
+            from .engines import make_engine
+
             t = time.perf_counter()
             extract(cfg.manifest, proj, folder, progress=True, log=_log,
-                    prealigned=cfg.prealigned, overwrite=fresh)
+                    prealigned=cfg.prealigned, overwrite=fresh,
+                    engine=make_engine(cfg.engine, **cfg.engine_options))
             c = load_codes(folder)
             s = time.perf_counter() - t
             # per face from the extraction's own clock: a folder completed earlier (a
@@ -1027,15 +1032,19 @@ def _chance_md(res) -> list[str]:
 
 
 def write_report(out_dir=BENCH_DIR) -> Path:
-    """RESULTS.md from every benchmarks/results/*.json."""
+    """RESULTS.md from every benchmarks/results/*.json, then the sections of
+    benchmarks/results/*.md (experiments made by other scripts, each with its command)."""
     out_dir = Path(out_dir)
     runs = [json.loads(p.read_text()) for p in sorted((out_dir / "results").glob("*.json"))]
     L = ["# Benchmark results", "",
          "Written by `lf bench` (lf_core/lab/bench.py) from benchmarks/results/*.json; rerun the "
          "command under each heading to reproduce it. Numbers are from this project's own "
-         "compact generator and data, not the paper's.", ""]
+         "compact generator and data, not the paper's. The sections after the `lf bench` "
+         "runs come from benchmarks/results/*.md, each made by the script it names.", ""]
     for r in runs:
         L += _section_md(r, out_dir)
+    for p in sorted((out_dir / "results").glob("*.md")):
+        L += [p.read_text(encoding="utf-8").strip(), ""]
     path = out_dir / "RESULTS.md"
     atomic_write_bytes(path, ("\n".join(L) + "\n").encode("utf-8"))
     return path

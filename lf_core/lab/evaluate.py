@@ -318,7 +318,8 @@ def _projector_for(det_metrics: dict, model=None):
 
 def evaluate_detector(manifest_or_codes, detector, split: str = "test", prior_fake: float = 0.5,
                       work=None, batch: int = 32, progress: bool = False, model=None,
-                      predictions: bool = True, bootstrap: int = 0, log=None) -> dict:
+                      predictions: bool = True, bootstrap: int = 0, log=None,
+                      engine=None) -> dict:
     """Metrics of `detector` (a path or a LatentClassifier) on the `split` rows of a codes
     folder, or of a manifest (faces are then extracted with the detector's own projector
     into `work`, default a temporary folder; pass a folder to keep and resume it).
@@ -326,7 +327,8 @@ def evaluate_detector(manifest_or_codes, detector, split: str = "test", prior_fa
     Returns metrics() plus: detector, data, split, prior_fake, n_failed (faces that did not
     align, not scored; listed in `failed`), `predictions` (path, label, group,
     prob_fake, pred) and, with bootstrap = B > 0, roc_auc_ci95: the 95% interval of the
-    AUC over B resamples of the source videos (bootstrap_auc)."""
+    AUC over B resamples of the source videos (bootstrap_auc). engine: where a manifest's
+    faces are aligned and projected (lf_core.lab.engines; None: here)."""
     from ..classifiers import LatentClassifier, load_classifier
     from .extract import extract
 
@@ -348,7 +350,7 @@ def evaluate_detector(manifest_or_codes, detector, split: str = "test", prior_fa
                 tmp = tempfile.TemporaryDirectory(prefix="lf-eval-")
                 work = Path(tmp.name) / "codes"
             extract(src, proj, work, batch=batch, split=split, progress=progress,
-                    mirror=bool(dm.get("mirror")), log=log)
+                    mirror=bool(dm.get("mirror")), log=log, engine=engine)
             codes = load_codes(work)
         else:
             raise LFError(f"{src}: neither a manifest CSV nor a codes folder (lf extract)")

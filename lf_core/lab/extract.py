@@ -173,7 +173,7 @@ def _chunk_bounds(path: Path):
 def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | None = None,
             progress: bool = True, split: str | None = None, prealigned: bool = False,
             fit_limit: int = 5000, overwrite: bool = False, mirror: bool = False,
-            log=None) -> Path:
+            log=None, engine=None) -> Path:
     """Align + project the faces of `manifest` into the folder `out` (see the module doc).
 
     manifest: CSV `path,label[,group]`; projector: a Projector (a PCA that is not fitted
@@ -181,7 +181,9 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
     limit: first N selected rows only (rerun without it to go on); split: train / val /
     test / all (by group); prealigned: the images are FFHQ-aligned already (only resized
     to 256 px, no detection); progress: tqdm bar on stderr with faces/s and ETA;
-    mirror: also project every face flipped left-right (twice the projection time).
+    mirror: also project every face flipped left-right (twice the projection time);
+    engine: where the chunks are aligned and projected (None: here; lf_core.lab.engines), the
+    chunk files being written here either way.
     Returns `out`. A KeyboardInterrupt leaves every finished chunk in place.
     """
     from tqdm import tqdm
@@ -232,7 +234,7 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
             fit_projector(projector, items, fit_limit=fit_limit, prealigned=prealigned,
                           progress=progress, log=log)
     pmeta = projector.meta()
-    if old is not None and old.get("projector_identity") != _jsonable(projector.identity()):
+    if old is not None and old.get("projector_identity") != jsonable(projector.identity()):
         raise LFError(f"{out} holds codes of another projector ({old['projector']['name']}; "
                       f"now {projector.name}, or its weights changed); use a new folder or "
                       "overwrite")
@@ -244,7 +246,7 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
         "manifest": str(manifest.resolve()), "manifest_sha256": msha,
         "n_manifest": len(items), "split": split, "limit": limit, "batch": batch,
         "prealigned": prealigned, "projector": pmeta,
-        "projector_identity": _jsonable(projector.identity()),
+        "projector_identity": jsonable(projector.identity()),
         "n_items": len(rows), "mirror": mirror, "complete": False, "created": (old or {}).get("created")
         or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         # end-to-end time (decode + align + project) summed over every run that extracted
@@ -275,21 +277,27 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
 
     def aligned(i):
         return ahead.submit(align_batch, rows[todo[i][0]:todo[i][1]], prealigned)
-    nxt = aligned(0) if todo else None
+    remote = None if engine is None or engine.local else engine.chunks(
+        projector, [rows[a:b] for a, b in todo], prealigned=prealigned, mirror=mirror, log=log)
+    nxt = aligned(0) if todo and remote is None else None
     t0, n_new = time.perf_counter(), 0
     try:
         for i, (start, stop) in enumerate(todo):
-            crops, ok, failed = nxt.result()
-            if i + 1 < len(todo):
-                nxt = aligned(i + 1)
-            codes = projector.project(crops) if len(crops) else \
-                np.zeros((0, *projector.code_shape), np.float32)
-            codes = _as_stored(codes)
-            views = {}
-            if mirror:  # the same faces flipped left-right
-                from ..alignment import mirror as flip
-                views["mirror"] = _as_stored(projector.project(flip(crops))) if len(crops) \
-                    else codes
+            if remote is not None:  # aligned + projected by a worker; chunks as they finish
+                k, ok, failed, codes, views = next(remote)
+                start, stop = todo[k]
+            else:
+                crops, ok, failed = nxt.result()
+                if i + 1 < len(todo):
+                    nxt = aligned(i + 1)
+                codes = projector.project(crops) if len(crops) else \
+                    np.zeros((0, *projector.code_shape), np.float32)
+                codes = as_stored(codes)
+                views = {}
+                if mirror:  # the same faces flipped left-right
+                    from ..alignment import mirror as flip
+                    views["mirror"] = as_stored(projector.project(flip(crops))) if len(crops) \
+                        else codes
             bad = ~_finite_rows(codes)
             for v in views.values():
                 bad |= ~_finite_rows(v)
@@ -311,6 +319,8 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
             bar.update(stop - start)
             bar.set_postfix(failed=n_failed, refresh=False)
     finally:
+        if remote is not None:
+            remote.close()  # stops the workers (an interrupted run: their chunks are lost)
         ahead.shutdown(wait=True, cancel_futures=True)
         bar.close()
         meta.update(work_s=round(meta["work_s"] + time.perf_counter() - t0, 2),
@@ -353,11 +363,12 @@ def _finish(out: Path, items, meta, rows, batch):
     atomic_write_json(out / "meta.json", meta)
 
 
-def _jsonable(v):
+def jsonable(v):
+    """v as JSON gives it back (tuples become lists, keys strings)."""
     return json.loads(json.dumps(v))
 
 
-def _as_stored(codes) -> np.ndarray:
+def as_stored(codes) -> np.ndarray:
     """Codes as stored: uint8 crops as they are, anything else float32."""
     codes = np.asarray(codes)
     return codes if codes.dtype == np.uint8 else codes.astype(np.float32, copy=False)
