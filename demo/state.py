@@ -297,23 +297,31 @@ def to_gr_error(e: BaseException) -> gr.Error:
 
 def by_name(fn, names: tuple, on_error=None):
     """A handler that yields {output name: value} as Gradio takes it: a tuple in `names`
-    order, with gr.skip() (keep the shown value) for the names it leaves out.
+    order, where a name an update leaves out keeps its value: the latest this request
+    gave it (Gradio sends a streamed output only when it changed), gr.skip() before.
     on_error(gr.Error) -> {output name: value}: shown before the error's notice (e.g. the
-    status line says why nothing was analysed)."""
-    def as_tuple(update):
+    status line says why nothing was analysed).
+
+    Not gr.skip() once a value was sent: for each skip Gradio 6 puts a copy of the
+    component into the session, and the next value adds that copy again under a new id,
+    never removed (about 200 KB a detection for as long as the browser tab lives;
+    benchmarks/RELIABILITY.md, the soak)."""
+    def as_tuple(update, last):
         unknown = set(update) - set(names)
         if unknown:
             raise KeyError(f"{fn.__name__} has no outputs named {sorted(unknown)}")
-        return tuple(update[n] if n in update else gr.skip() for n in names)
+        last.update(update)
+        return tuple(last[n] if n in last else gr.skip() for n in names)
 
     @functools.wraps(fn)
     def gen(*args, **kwargs):
+        last = {}
         try:
             for update in fn(*args, **kwargs):
-                yield as_tuple(update)
+                yield as_tuple(update, last)
         except gr.Error as e:
             if on_error is not None:
-                yield as_tuple(on_error(e))
+                yield as_tuple(on_error(e), last)
             raise
     return gen
 

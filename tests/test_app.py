@@ -31,16 +31,21 @@ FACES, CROP, RECON, LOSS, STATUS, VERDICT, WHY, DIMS, DIFF, JSON = range(10)
 
 
 @pytest.fixture(scope="module")
-def app_url(model, detector_path, start_app):
+def app_and_url(model, detector_path, start_app):
     old_limit = os.environ.get("LF_MAX_UPLOAD_MB")
     os.environ["LF_MAX_UPLOAD_MB"] = str(UPLOAD_LIMIT_MB)  # read at launch and per request
     app, url = start_app({"LF_DETECTOR": str(detector_path), "LF_WEIGHTS": model.path})
-    yield url
+    yield app, url
     app.close()
     if old_limit is None:
         os.environ.pop("LF_MAX_UPLOAD_MB", None)
     else:
         os.environ["LF_MAX_UPLOAD_MB"] = old_limit
+
+
+@pytest.fixture(scope="module")
+def app_url(app_and_url):
+    return app_and_url[1]
 
 
 @pytest.fixture
@@ -223,6 +228,18 @@ def test_output_images_are_removed_once_sent(client, monkeypatch, tmp_path):
     for i in (FACES, CROP, RECON, DIFF):
         assert isinstance(out[i], str) and Path(out[i]).is_file()  # downloaded by the client
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_long_session_holds_the_same_components(app_and_url):
+    """Detect after Detect in one session (a browser tab): its components are updated in
+    place, not copied anew by each update (Gradio keeps every gr.skip()'s copy)."""
+    app, url = app_and_url
+    c = Client(url, verbose=False, download_files=False)
+    sizes = []
+    for _ in range(3):
+        c.predict(handle_file(str(EXAMPLE)), 0, 0.5, api_name="/detect")
+        sizes.append(len(app.state_holder[c.session_hash].blocks_config.blocks))
+    assert sizes[0] == sizes[1] == sizes[2]
 
 
 def test_four_clients_at_once(app_url):
