@@ -103,30 +103,30 @@ def failed(e: gr.Error) -> dict:
             "verdict": render.placeholder_card("No verdict: see the message above.")}
 
 
+def _check_upload(path, read, what: str, idle: str, ready: str):
+    """(upload value, status) after an upload: an unreadable file is cleared at once (no
+    broken preview) and the status says why; a readable one is kept."""
+    if not path:
+        return gr.skip(), _status(idle)
+    try:
+        read(path)
+    except LFError as e:
+        return None, _status(f"⚠️ Not a usable {what}: {message(e)}")
+    return gr.skip(), _status(ready)
+
+
 @readable_errors
 def check_image(path):
-    """On upload: an unreadable file is cleared at once (no broken preview) and the status
-    says why; a readable one is kept. Outputs: image, status."""
-    if not path:
-        return gr.skip(), _status("Waiting for a photo.")
-    try:
-        load_image(path)
-    except LFError as e:
-        return None, _status(f"⚠️ Not a usable image: {message(e)}")
-    return gr.skip(), _status("Ready: press <b>Detect</b>.")
+    """On upload of a photo. Outputs: image, status."""
+    return _check_upload(path, load_image, "image", "Waiting for a photo.",
+                         "Ready: press <b>Detect</b>.")
 
 
 @readable_errors
 def check_video(path):
-    """On upload: the same for a video (its container and first frame). Outputs: video,
-    status."""
-    if not path:
-        return gr.skip(), _status("Waiting for a video.")
-    try:
-        video_info(path)
-    except LFError as e:
-        return None, _status(f"⚠️ Not a usable video: {message(e)}")
-    return gr.skip(), _status("Ready: press <b>Analyse video</b>.")
+    """On upload of a video (its container and stream). Outputs: video, status."""
+    return _check_upload(path, video_info, "video", "Waiting for a video.",
+                         "Ready: press <b>Analyse video</b>.")
 
 
 @readable_errors

@@ -40,6 +40,24 @@ def dfdc_pairs(data_dir):
 
 
 @pytest.fixture(scope="session")
+def pair_items(data_dir):
+    """(real, fake) manifest Items of the same DFDC source video: 4 train-split videos, then
+    2 test-split ones (the tiny manifests of the extraction tests)."""
+    from lf_core.lab.data import read_manifest, split_of
+
+    items = read_manifest(data_dir / "dfdc_faces" / "manifest.csv")
+    real = {it.group: it for it in items if it.label == 0}
+    pairs, seen = {"train": [], "test": []}, set()
+    for it in items:
+        s = split_of(it.group)
+        if it.label == 1 and it.group in real and it.group not in seen and s in pairs \
+                and len(pairs[s]) < (4 if s == "train" else 2):
+            pairs[s].append((real[it.group], it))
+            seen.add(it.group)
+    return pairs["train"] + pairs["test"]
+
+
+@pytest.fixture(scope="session")
 def model():
     """The embedded default model (weights/), as users get it."""
     from lf_core.model import load_model

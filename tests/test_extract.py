@@ -11,32 +11,23 @@ from lf_core import cli
 from lf_core.classifiers import load_classifier
 from lf_core.errors import LFError
 from lf_core.lab.baselines import load_baseline
-from lf_core.lab.data import read_manifest, split_of
+from lf_core.lab.data import read_manifest
 from lf_core.lab.evaluate import METRIC_KEYS, evaluate_detector, metrics, train_detector
 from lf_core.lab.extract import extract, load_codes
 from lf_core.lab.projectors import StyleGANProjector
 
 
 @pytest.fixture(scope="module")
-def manifest(data_dir, tmp_path_factory):
+def manifest(pair_items, tmp_path_factory):
     """12 DFDC crops (real + fake of 4 train-split and 2 test-split source videos) and one
     row that is not an image, as a manifest in a temporary folder."""
-    items = read_manifest(data_dir / "dfdc_faces" / "manifest.csv")
-    real = {it.group: it for it in items if it.label == 0}
-    pairs, seen = {"train": [], "test": []}, set()
-    for it in items:
-        s = split_of(it.group)
-        if it.label == 1 and it.group in real and it.group not in seen and s in pairs \
-                and len(pairs[s]) < (4 if s == "train" else 2):
-            pairs[s].append((real[it.group], it))
-            seen.add(it.group)
     d = tmp_path_factory.mktemp("manifest")
     (d / "notes.txt").write_text("this is not an image\n")
     path = d / "manifest.csv"
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "label", "group"])
-        for r, fk in pairs["train"] + pairs["test"]:
+        for r, fk in pair_items:
             for it in (r, fk):
                 w.writerow([str(it.path), "real" if it.label == 0 else "fake", it.group])
         w.writerow(["notes.txt", "real", "notes"])

@@ -32,7 +32,6 @@ import torch
 from lf_core import cli
 from lf_core.artifacts import atomic_write_json, is_temp_name
 from lf_core.errors import DiskFullError, LFError
-from lf_core.lab.data import read_manifest, split_of
 from lf_core.lab.extract import extract, load_codes
 from lf_core.lab.projectors import CropProjector
 
@@ -52,22 +51,13 @@ def lf(data_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def manifest(data_dir, tmp_path_factory):
+def manifest(pair_items, tmp_path_factory):
     """12 DFDC crops: the real and fake crop of 4 train-split and 2 test-split videos."""
-    items = read_manifest(data_dir / "dfdc_faces" / "manifest.csv")
-    real = {it.group: it for it in items if it.label == 0}
-    pairs, seen = {"train": [], "test": []}, set()
-    for it in items:
-        s = split_of(it.group)
-        if it.label == 1 and it.group in real and it.group not in seen and s in pairs \
-                and len(pairs[s]) < (4 if s == "train" else 2):
-            pairs[s].append((real[it.group], it))
-            seen.add(it.group)
     path = tmp_path_factory.mktemp("faults") / "tiny.csv"
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "label", "group"])
-        for r, fk in pairs["train"] + pairs["test"]:
+        for r, fk in pair_items:
             w.writerows([str(it.path), it.label, it.group] for it in (r, fk))
     return path
 
