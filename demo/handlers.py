@@ -152,7 +152,6 @@ def detect(image, steps, prior, settings, request: gr.Request):
         keys = ("pixel", "perceptual") + (("domain",) if model.E is not None else ()) + ("total",)
         live = plots.LiveLossCurve(perc, steps, keys)
         res, state, history, last, n_txt, face = {}, {}, [], 0.0, "", None
-        shown = {}  # every output's latest value: the last update repeats them all
         events = analyse_image(path, steps, prior, model, det, largest_only=True, explain=True,
                                should_stop=stop.is_set, need_detector=False)
         for ev in stream_on_lane(events):
@@ -163,18 +162,18 @@ def detect(image, steps, prior, settings, request: gr.Request):
                 res = {"weights": model.name, "detector": det_desc, "steps_requested": steps,
                        "perceptual": perc, "n_faces": len(ev.faces),
                        "box": [int(v) for v in face.box]}
-                yield _keep(shown, {"faces": files.image(render.draw_faces(ev.image, ev.faces), "faces", "jpg"),
+                yield {"faces": files.image(render.draw_faces(ev.image, ev.faces), "faces", "jpg"),
                        "crop": files.image(face.crop, "crop"), "recon": None,
                        "loss": plots.loss_curve([], perc, steps), "why": None, "dims": None,
                        "diff": None, "json": None,
                        "status": _status(f"{n_txt}. Encoding…"),
-                       "verdict": render.placeholder_card("Encoding…")})
+                       "verdict": render.placeholder_card("Encoding…")}
             elif ev.name == "decided":
                 res.update(verdict_fields(ev.verdict, det), verdict_steps=ev.code_steps)
-                yield _keep(shown, {"verdict": render.verdict_card(res, prior),
+                yield {"verdict": render.verdict_card(res, prior),
                        "status": _status(f"{n_txt}. Verdict ready ({_fmt_s(time.perf_counter() - t0)})"
                                          + (f"; refining the reconstruction, {steps} steps…"
-                                            if steps else "."))})
+                                            if steps else "."))}
             elif ev.name == "inverting":
                 p = ev.progress
                 if p.step > 0:
@@ -191,7 +190,7 @@ def detect(image, steps, prior, settings, request: gr.Request):
                     out["loss"] = live.update(history)
                 if p.image is not None:  # JPEG: a fifth of PNG's encoding time
                     out["recon"] = files.image(p.image, f"recon-{p.step}", "jpg")
-                yield _keep(shown, out)
+                yield out
             elif ev.name == "inverted":
                 r = ev.inversion
                 stopped = r.steps < steps
@@ -220,7 +219,7 @@ def detect(image, steps, prior, settings, request: gr.Request):
                                status=_status(f"{done} in {_fmt_s(time.perf_counter() - t0)}. "
                                               "Computing the explanations…"),
                                json=_result_json(res, prior, time.perf_counter() - t0))
-                yield _keep(shown, out)
+                yield out
             elif ev.name == "explained":
                 att = ev.attribution
                 js = _result_json(res, prior, time.perf_counter() - t0)
@@ -231,19 +230,12 @@ def detect(image, steps, prior, settings, request: gr.Request):
                                      "rows": [[lab, round(float(v), 5)] for lab, v in
                                               zip(plots.row_names(), att.channels)]}
                 state["explanation"] = js["explanation"]
-                yield _keep(shown, {"why": plots.waterfall(att), "dims": plots.top_dims(att), "json": js,
+                yield {"why": plots.waterfall(att), "dims": plots.top_dims(att), "json": js,
                        "result": state,
                        "status": _status(f"Done in {_fmt_s(time.perf_counter() - t0)}: "
                                          f"{att.method.replace('_', ' ')} from the {att.baseline} "
                                          f"(p(fake) {att.p_fake_baseline:.2f}) to this face "
-                                         f"(p(fake) {att.p_fake:.2f}).")})
-        yield dict(shown)  # every output once more: clients that read the last update see all
-
-
-def _keep(shown: dict, update: dict) -> dict:
-    """Record an update's values in `shown` and return the update."""
-    shown.update(update)
-    return update
+                                         f"(p(fake) {att.p_fake:.2f}).")}
 
 
 def _result_json(res, prior, seconds) -> dict:
