@@ -103,30 +103,35 @@ def failed(e: gr.Error) -> dict:
             "verdict": render.placeholder_card("No verdict: see the message above.")}
 
 
-def _check_upload(path, read, what: str, idle: str, ready: str):
+def _check_upload(path, read, what: str, idle: str, ready: str, keep):
     """(upload value, status) after an upload: an unreadable file is cleared at once (no
-    broken preview) and the status says why; a readable one is kept."""
+    broken preview) and the status says why; a readable one is kept (`keep`: the value
+    that keeps it)."""
     if not path:
         return gr.skip(), _status(idle)
     try:
         read(path)
     except LFError as e:
         return None, _status(f"⚠️ Not a usable {what}: {message(e)}")
-    return gr.skip(), _status(ready)
+    return keep, _status(ready)
 
 
 @readable_errors
 def check_image(path):
     """On upload of a photo. Outputs: image, status."""
+    # the same file again, not gr.skip(): Gradio 6 keeps a copy of the component in the
+    # session for every skip (the soak in benchmarks/RELIABILITY.md)
     return _check_upload(path, load_image, "image", "Waiting for a photo.",
-                         "Ready: press <b>Detect</b>.")
+                         "Ready: press <b>Detect</b>.", keep=path)
 
 
 @readable_errors
 def check_video(path):
     """On upload of a video (its container and stream). Outputs: video, status."""
+    # gr.skip(), not the same file: Gradio would re-encode a video its browser player cannot
+    # play (with ffmpeg, where installed) on every upload
     return _check_upload(path, video_info, "video", "Waiting for a video.",
-                         "Ready: press <b>Analyse video</b>.")
+                         "Ready: press <b>Analyse video</b>.", keep=gr.skip())
 
 
 @readable_errors

@@ -235,11 +235,12 @@ def test_a_long_session_holds_the_same_components(app_and_url):
     place, not copied anew by each update (Gradio keeps every gr.skip()'s copy)."""
     app, url = app_and_url
     c = Client(url, verbose=False, download_files=False)
-    sizes = []
-    for _ in range(3):
-        c.predict(handle_file(str(EXAMPLE)), 0, 0.5, api_name="/detect")
-        sizes.append(len(app.state_holder[c.session_hash].blocks_config.blocks))
-    assert sizes[0] == sizes[1] == sizes[2]
+    for api, args in (("/detect", (0, 0.5)), ("/check_image", ())):
+        sizes = []
+        for _ in range(3):
+            c.predict(handle_file(str(EXAMPLE)), *args, api_name=api)
+            sizes.append(len(app.state_holder[c.session_hash].blocks_config.blocks))
+        assert sizes[0] == sizes[1] == sizes[2], api
 
 
 def test_four_clients_at_once(app_url):

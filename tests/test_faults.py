@@ -353,6 +353,7 @@ def check_disk_full(code, err, out, crops, manifest):
     job with the same crops as an uninterrupted run."""
     assert code == DiskFullError.exit_code == 6
     assert err.count("\n") == 1 and err.startswith("lf: error: the disk is full: "), err
+    assert "/chunks/" in err, err  # the chunk that did not fit, not a later clean-up write
     assert check_whole(out) == []  # no temporary file, no partial chunk
     assert len(load_codes(out, partial=True)) < 12
     assert cli.main(extract_cli(manifest, out)) == 0

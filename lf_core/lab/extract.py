@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import atomic_savez, atomic_write_bytes, atomic_write_json, digest
-from ..errors import LFError
+from ..errors import DiskFullError, LFError
 from .data import Item, read_manifest, split_of
 from .projectors import Projector, load_projector
 
@@ -280,7 +280,7 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
     remote = None if engine is None or engine.local else engine.chunks(
         projector, [rows[a:b] for a, b in todo], prealigned=prealigned, mirror=mirror, log=log)
     nxt = aligned(0) if todo and remote is None else None
-    t0, n_new = time.perf_counter(), 0
+    t0, n_new, failure = time.perf_counter(), 0, None
     try:
         for i, (start, stop) in enumerate(todo):
             if remote is not None:  # aligned + projected by a worker; chunks as they finish
@@ -318,6 +318,9 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
             n_new += stop - start
             bar.update(stop - start)
             bar.set_postfix(failed=n_failed, refresh=False)
+    except BaseException as e:
+        failure = e
+        raise
     finally:
         if remote is not None:
             remote.close()  # stops the workers (an interrupted run: their chunks are lost)
@@ -325,7 +328,11 @@ def extract(manifest, projector: Projector, out, batch: int = 32, limit: int | N
         bar.close()
         meta.update(work_s=round(meta["work_s"] + time.perf_counter() - t0, 2),
                     work_faces=meta["work_faces"] + n_new)
-        _finish(out, items, meta, rows, batch)
+        try:
+            _finish(out, items, meta, rows, batch)
+        except DiskFullError:
+            if failure is None:
+                raise  # else the chunk that did not fit is the error the user sees
     return out
 
 
