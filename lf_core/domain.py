@@ -133,15 +133,24 @@ def posterior(llr, prior_fake) -> np.ndarray:
     return 1 / (1 + np.exp(-(np.asarray(llr, np.float64) + logit(prior_fake))))
 
 
-def fit_temperature(llr, y) -> float:
+def fit_temperature(llr, y, groups=None) -> float:
     """T > 0 minimising the held-out log loss of posterior(llr / T, share of fakes in y):
-    T > 1 softens over-confident likelihood ratios."""
+    T > 1 softens over-confident likelihood ratios. With `groups` (one name per face, e.g.
+    its source), each group's mean log loss is taken at its own share of fakes and the
+    groups weigh alike, so a small source is calibrated as much as a large one."""
     llr, y = np.asarray(llr, np.float64), np.asarray(y, np.float64)
-    share = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
+    groups = np.zeros(len(y), int) if groups is None else np.asarray(groups)
+    parts = []
+    for g in np.unique(groups):
+        k = groups == g
+        parts.append((llr[k], y[k], float(np.clip(y[k].mean(), 1e-3, 1 - 1e-3))))
 
     def nll(T):
-        q = np.clip(posterior(llr / T, share), 1e-12, 1 - 1e-12)
-        return -np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))
+        loss = 0.0
+        for lr, t, share in parts:
+            q = np.clip(posterior(lr / T, share), 1e-12, 1 - 1e-12)
+            loss -= np.mean(t * np.log(q) + (1 - t) * np.log(1 - q))
+        return loss / len(parts)
 
     grid = np.exp(np.linspace(np.log(0.25), np.log(4.0), 161))  # 1.7% steps
     return float(grid[np.argmin([nll(T) for T in grid])])
@@ -163,3 +172,12 @@ def reliability(p, y, bins: int = ECE_BINS) -> list[dict]:
     return [{"lo": b / bins, "hi": (b + 1) / bins, "n": int((idx == b).sum()),
              "mean_p": float(p[idx == b].mean()), "fake_share": float(y[idx == b].mean())}
             for b in range(bins) if (idx == b).any()]
+
+
+def ece_floor(p, bins: int = ECE_BINS, draws: int = 1000, seed: int = 0) -> float:
+    """The ECE a perfectly calibrated detector shows on these faces by chance alone: the
+    mean of ece(p, y) over labels drawn y ~ Bernoulli(p). A measured ECE near it says no
+    more than "calibrated, within what this many faces can tell"."""
+    p = np.asarray(p, np.float64)
+    rng = np.random.default_rng(seed)
+    return float(np.mean([ece(p, rng.random(len(p)) < p, bins) for _ in range(draws)]))

@@ -8,7 +8,7 @@ import pytest
 from lf_core.classifiers import LogReg
 from lf_core.decision import DecisionInputError, Verdict, decide, likelihood_ratio, prior_threshold
 from lf_core.detector import DEFAULT_DETECTOR, SHIPPED, Detector, detector_path
-from lf_core.domain import CodeDomain, ece, fit_temperature, logit, posterior
+from lf_core.domain import CodeDomain, ece, ece_floor, fit_temperature, logit, posterior
 from lf_core.errors import WeightsError
 
 
@@ -84,6 +84,32 @@ def test_temperature_softens_an_overconfident_score():
     assert 1.6 < T < 2.5
     p_over = posterior(true_llr * 2.0, 0.5)
     assert ece(posterior(true_llr * 2.0 / T, 0.5), y) < ece(p_over, y)
+
+
+def test_temperature_by_source_lets_a_small_source_count():
+    rng = np.random.default_rng(3)
+    # a large calibrated source and a small one whose scores are three times too confident
+    y_big, y_small = rng.integers(0, 2, 20000), rng.integers(0, 2, 400)
+    llr_big = 2.0 * (np.where(y_big == 1, 1.0, -1.0) + rng.normal(0, 1, 20000))
+    llr_small = 6.0 * (np.where(y_small == 1, 1.0, -1.0) + rng.normal(0, 1, 400))
+    llr, y = np.r_[llr_big, llr_small], np.r_[y_big, y_small]
+    g = np.r_[["big"] * 20000, ["small"] * 400]
+    pooled, by_source = fit_temperature(llr, y), fit_temperature(llr, y, groups=g)
+    assert pooled < 1.2  # the large source decides
+    assert by_source > pooled + 0.3  # the small source pulls T towards its own 3
+    one = fit_temperature(llr_big, y_big, groups=["one"] * 20000)
+    assert one == fit_temperature(llr_big, y_big)
+
+
+def test_ece_floor_is_what_chance_alone_gives_a_calibrated_detector():
+    rng = np.random.default_rng(4)
+    p = rng.random(250)
+    floor = ece_floor(p, draws=400)
+    # labels drawn from p: measured ECE scatters around the floor, far above zero for 250 faces
+    eces = [ece(p, rng.random(250) < p) for _ in range(400)]
+    assert abs(np.mean(eces) - floor) < 0.01
+    assert 0.03 < floor < 0.15
+    assert ece_floor(p[:10].repeat(5000), draws=20) < floor / 4  # more faces, lower floor
 
 
 def test_ece_is_zero_for_a_calibrated_bin_and_the_gap_otherwise():

@@ -38,6 +38,9 @@ def main(argv=None):
     ap.add_argument("--members", type=int, default=1, help="MLP-2 nets per detector")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="an MLP-2 parameter over the regularised recipe, e.g. batch_size=128")
+    ap.add_argument("--floor", type=float, default=None,
+                    help="repeat a two-class source's classes up to this share of the largest "
+                         "(lf_core.lab.sources.FLOOR by default)")
     ap.add_argument("--against", help="a detector to pair with on DFDC's original test faces")
     ap.add_argument("--bootstrap", type=int, default=2000)
     ap.add_argument("-o", "--out", default="runs/sources", help="folder for detectors and results")
@@ -50,7 +53,7 @@ def main(argv=None):
 
     from lf_core.classifiers import MLP2
     from lf_core.detector import Detector
-    from lf_core.domain import ece, logit, posterior
+    from lf_core.domain import ece, ece_floor, logit, posterior
     from lf_core.lab.extract import load_codes
     from lf_core.lab.sources import source_name, train_sources
 
@@ -87,7 +90,8 @@ def main(argv=None):
                 r["balanced_accuracy"] = float((fake[y == 1].mean() + (~fake[y == 0]).mean()) / 2)
                 r["tpr_fake"] = float(fake[y == 1].mean())
                 r["tpr_fake_judged"] = float(fake[(y == 1) & inside].mean())
-                r["ece"] = ece(posterior(logit(p) - logit(share), y.mean()), y)
+                q = posterior(logit(p) - logit(share), y.mean())
+                r["ece"], r["ece_floor"] = ece(q, y), ece_floor(q)
                 if name == "dfdc_faces":
                     o = d["orig"]
                     bal = (fake[o & (y == 1)].mean() + (~fake[o & (y == 0)]).mean()) / 2
@@ -116,9 +120,11 @@ def main(argv=None):
                           real_only=[folders[n] for n in srcs if n in real_only],
                           params={**MLP2.REGULARISED, "members": a.members,
                                   **{k: json.loads(v) for k, v in
-                                     (q.split("=", 1) for q in a.param)}}, half=True)
+                                     (q.split("=", 1) for q in a.param)}}, half=True,
+                          **({} if a.floor is None else {"floor": a.floor}))
         det = Detector.load(path)
         results[key] = {"sources": srcs, "members": a.members, "fit_s": round(time.time() - t0),
+                        "floor": a.floor,
                         "train_fake_share": det.train_fake_share, "temperature": det.temperature,
                         "test": figures(det)}
         rfile.write_text(json.dumps(results, indent=1))
@@ -155,7 +161,7 @@ def report(out, more, test, figures, a):
     """Markdown: per-source figures of every detector, leave-one-source-out, the paired
     gain on DFDC's original test faces, and the default's reliability curves."""
     from lf_core.detector import Detector
-    from lf_core.domain import logit, posterior, reliability
+    from lf_core.domain import ece, ece_floor, logit, posterior, reliability
     from lf_core.stats import bootstrap_auc
 
     res = {}
@@ -224,7 +230,8 @@ def report(out, more, test, figures, a):
             q = posterior(logit(p) - logit(det.train_fake_share), d["y"].mean())
             bins = ", ".join(f"{b['mean_p']:.2f}->{b['fake_share']:.2f} (n {b['n']})"
                              for b in reliability(q, d["y"]))
-            print(f"- {n}: {bins}")
+            print(f"- {n} (ECE {ece(q, d['y']):.3f}; a calibrated detector would show "
+                  f"{ece_floor(q):.3f} on these {len(q)} faces): {bins}")
     return 0
 
 

@@ -47,7 +47,7 @@ def source_name(codes) -> str:
     return Path(m).parent.name if m else Path(codes.folder).name
 
 
-def _rows(codes, split, real_only):
+def split_rows(codes, split, real_only):
     """(w, w_mirror, y, groups) of a split; real_only: every face labelled real."""
     c = codes.where(split)
     y = np.zeros(len(c), np.int64) if real_only else c.labels.astype(np.int64)
@@ -95,7 +95,7 @@ def train_sources(paths, kind: str, out, real_only=(), seed: int = 0, params: di
     for p in paths:
         c = load_codes(p)
         name, ro = source_name(c), str(Path(p).resolve()) in real_only
-        tr, va = _rows(c, "train", ro), _rows(c, "val", ro)
+        tr, va = split_rows(c, "train", ro), split_rows(c, "val", ro)
         c.codes = c.mirror = None  # the splits are copies: free the test rows' codes
         srcs.append({"name": name, "codes": c, "train": tr, "val": va, "real_only": ro})
         log(f"{name}: {len(tr[2])} train faces ({int((tr[2] == 0).sum())} real, "
