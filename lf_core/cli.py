@@ -228,9 +228,11 @@ def _train_sources(a, params):
         raise SystemExit(_usage_error("several sources train on their train split, all rows"))
     det = train_sources(a.codes, a.classifier, a.output, real_only=a.real_only or (),
                         seed=a.seed, params=params or None, half=a.half)
-    m = det.meta
+    m, sm = det.meta, det.source_model
+    temps = f"temperature {det.temperature:.2f}" if sm is None else "temperatures " + ", ".join(
+        f"{k} {v:.2f}" for k, v in sm.temperatures.items())
     print(f"{a.output}\t{det.describe()}: {m['n_train']} faces and their mirrors "
-          f"({m['n_real']} real, {m['n_fake']} fake); temperature {det.temperature:.2f}; "
+          f"({m['n_real']} real, {m['n_fake']} fake); {temps}; "
           "held-out figures in its header (lf_core.Detector.heldout)")
     return 0
 

@@ -9,9 +9,10 @@ A detector file is one .safetensors written by `LatentClassifier.save`: the clas
 arrays and a JSON header whose `metrics` say what codes it was trained on (projector,
 weights sha256, inversion steps), whether it scores a face together with its mirror image
 (two views), its training sources and held-out figures. Newer files may also hold
-`domain.*` arrays (a `CodeDomain`: where its training codes lie, for the "unsure" verdict)
-and a `temperature` that calibrates its likelihood ratio. Older files load unchanged:
-no domain (never unsure), temperature 1.
+`domain.*` arrays (a `CodeDomain`: where its training codes lie, for the "unsure" verdict),
+a `temperature` that calibrates its likelihood ratio and `source.*` arrays (a
+`SourceModel`: which training source a face looks like, and that source's temperature).
+Older files load unchanged: no domain (never unsure), one temperature (1 if none).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from .classifiers import LatentClassifier, load_classifier, mean_logit
 from .decision import Verdict, decide, likelihood_ratio
-from .domain import CodeDomain, logit, posterior
+from .domain import CodeDomain, SourceModel, logit, posterior
 from .errors import DetectorMismatchError, WeightsError
 from .model import WEIGHTS_DIR
 
@@ -47,12 +48,14 @@ class Detector:
     """Score W+ codes (N, 14, 512), decide under a prior, say when a face is out of reach.
 
     clf: the fitted LatentClassifier; domain: its CodeDomain or None; temperature: T > 0
-    dividing the log likelihood ratio (1 = as trained)."""
+    dividing the log likelihood ratio (1 = as trained); source_model: a SourceModel whose
+    per-source temperatures replace it, or None."""
 
     def __init__(self, clf: LatentClassifier, path=None, domain: CodeDomain | None = None,
-                 temperature: float = 1.0, real_mean: np.ndarray | None = None):
+                 temperature: float = 1.0, real_mean: np.ndarray | None = None,
+                 source_model: SourceModel | None = None):
         self.clf, self.path, self.domain = clf, (Path(path) if path else None), domain
-        self.temperature = float(temperature)
+        self.temperature, self.source_model = float(temperature), source_model
         self.real_mean = real_mean  # (14, 512) mean code of the real training faces, or None
         if not self.temperature > 0:
             raise WeightsError(f"a detector's temperature must be > 0, got {temperature}")
@@ -143,22 +146,31 @@ class Detector:
             wm = np.asarray(w_mirror, np.float32).reshape(w.shape)
             ps.append(self.clf.predict_proba(wm)[:, 1])
         p = mean_logit(*ps) if len(ps) > 1 else ps[0]
-        if self.temperature == 1.0:
+        if self.source_model is not None:  # each face at the temperature of its source
+            T = self.source_model.temperature(w, None if len(ps) == 1 else wm)  # (N,)
+        elif self.temperature == 1.0:
             return p
-        llr = (logit(p) - logit(self.train_fake_share)) / self.temperature
+        else:
+            T = self.temperature
+        llr = (logit(p) - logit(self.train_fake_share)) / T
         return posterior(llr, self.train_fake_share)
 
     def where(self, w, w_mirror=None) -> tuple[np.ndarray, np.ndarray] | None:
         """(nearest source (N,), ratio (N,)) of codes to the training sources (ratio: the
         smallest distance / limit; > 1 is outside them all); None without a domain. A
-        two-view detector uses the mean of the two views' distances."""
+        two-view detector uses the mean of the two views'. The nearest source is the
+        SourceModel's where the detector has one (it tells DFDC frames from photos; the
+        domain's features, made to tell fakes, often do not)."""
         if self.domain is None:
             return None
         w = np.asarray(w, np.float32).reshape(-1, *self.clf.input_shape_)
         views = [w] + ([np.asarray(w_mirror, np.float32).reshape(w.shape)]
                        if w_mirror is not None and self.views == 2 else [])
         d = np.mean([self.domain.distance(self.clf.features(v)) for v in views], 0)  # (N, S)
-        return self.domain.place(d)
+        near, ratio = self.domain.place(d)
+        if self.source_model is not None:
+            near = self.source_model.nearest(*views)
+        return near, ratio
 
     def judge(self, w, w_mirror=None, prior_fake: float = 0.5) -> Verdict:
         """One face's Verdict from its code (1, 14, 512) (and its mirror's)."""
@@ -182,30 +194,36 @@ class Detector:
                                f"(lf train) or a shipped one: {', '.join(SHIPPED)}")
         clf = load_classifier(path)
         meta = clf.metrics or {}
-        domain, real_mean = None, None
-        if meta.get("domain") or meta.get("real_mean"):
+        domain, real_mean, sources = None, None, None
+        if meta.get("domain") or meta.get("real_mean") or meta.get("source_model"):
             from safetensors import safe_open
 
             try:
                 with safe_open(str(path), framework="np") as f:
                     arrays = {k: f.get_tensor(k) for k in f.keys()
-                              if k.startswith(("domain.", "baseline."))}
+                              if k.startswith(("domain.", "baseline.", "source."))}
                 if meta.get("domain"):
                     domain = CodeDomain.from_arrays(meta["domain"], arrays)
+                if meta.get("source_model"):
+                    sources = SourceModel.from_arrays(meta["source_model"], arrays)
                 if meta.get("real_mean"):
                     real_mean = np.asarray(arrays["baseline.real"], np.float32).reshape(14, 512)
                     if not np.isfinite(real_mean).all():
                         raise ValueError("baseline.real is not finite")
             except (KeyError, TypeError, ValueError) as e:
                 raise WeightsError(f"{path}: damaged detector record ({e})") from e
-        return cls(clf, path, domain, float(meta.get("temperature", 1.0)), real_mean)
+        return cls(clf, path, domain, float(meta.get("temperature", 1.0)), real_mean, sources)
 
     def save(self, path, half: bool = False) -> Path:
         """Write the classifier with this detector's domain and temperature in its header."""
-        m = dict(self.meta, temperature=self.temperature)
+        m = {k: v for k, v in self.meta.items() if k not in ("domain", "source_model", "real_mean")}
+        m["temperature"] = self.temperature
         extra = {}
         if self.domain is not None:
             m["domain"], extra = self.domain.meta(), self.domain.arrays()
+        if self.source_model is not None:
+            m["source_model"] = self.source_model.meta()
+            extra.update(self.source_model.arrays())
         if self.real_mean is not None:
             m["real_mean"] = True
             extra["baseline.real"] = np.asarray(self.real_mean, np.float32).reshape(14, 512)

@@ -8,7 +8,15 @@ import pytest
 from lf_core.classifiers import LogReg
 from lf_core.decision import DecisionInputError, Verdict, decide, likelihood_ratio, prior_threshold
 from lf_core.detector import DEFAULT_DETECTOR, SHIPPED, Detector, detector_path
-from lf_core.domain import CodeDomain, ece, ece_floor, fit_temperature, logit, posterior
+from lf_core.domain import (
+    CodeDomain,
+    SourceModel,
+    ece,
+    ece_floor,
+    fit_temperature,
+    logit,
+    posterior,
+)
 from lf_core.errors import WeightsError
 
 
@@ -144,6 +152,52 @@ def test_detector_round_trip_keeps_domain_temperature_and_baseline(tmp_path):
     assert v.nearest_source == "toy" and v.domain_ratio is not None
     # far from every training code: no verdict
     assert back.judge(X[:1] * 50, X[:1] * 50).label == "unsure"
+
+
+def test_source_model_gives_each_face_its_sources_temperature(tmp_path):
+    rng = np.random.default_rng(5)
+    # three sources apart on rows 7 and 8; "c" has real faces only: the pooled T
+    W = rng.normal(size=(900, 14, 512)).astype(np.float32)
+    src = np.repeat(["a", "b", "c"], 300)
+    W[src == "b", 7] += 1.0
+    W[src == "c", 8] += 1.0
+    sm = SourceModel({"a": 1.0, "b": 2.0}, default=1.5).fit(W, src)
+    new = rng.normal(size=(300, 14, 512)).astype(np.float32)
+    new[100:200, 7] += 1.0
+    new[200:, 8] += 1.0
+    assert (sm.nearest(new) == np.repeat(["a", "b", "c"], 100)).mean() > 0.95
+    T = sm.temperature(new)
+    # confident faces get their source's T; the harmonic mix stays between the extremes
+    assert np.median(T[:100]) < 1.05 and np.median(T[100:200]) > 1.9
+    assert abs(np.median(T[200:]) - 1.5) < 0.05 and ((T >= 1.0 - 1e-5) & (T <= 2.0 + 1e-5)).all()
+    back = SourceModel.from_arrays(sm.meta(), sm.arrays())
+    np.testing.assert_array_equal(back.temperature(new, new[::-1]), sm.temperature(new, new[::-1]))
+    bad = sm.arrays()
+    bad["source.T"] = -bad["source.T"]
+    with pytest.raises(ValueError, match="temperatures"):
+        SourceModel.from_arrays(sm.meta(), bad)
+    bad = sm.arrays()
+    bad["source.coef"] = bad["source.coef"][:, :100]
+    with pytest.raises(ValueError, match="shape"):
+        SourceModel.from_arrays(sm.meta(), bad)
+    # two sources: the binary fit gives the same kind of model
+    two = SourceModel({"a": 1.0, "b": 3.0}).fit(W[:600], src[:600])
+    assert (two.nearest(new[:200]) == np.repeat(["a", "b"], 100)).mean() > 0.95
+
+    # in a detector: each face's likelihood ratio divided by its own T; saved and loaded
+    clf, X, y = _toy_detector(rng)
+    det = Detector(clf, temperature=1.5, source_model=sm)
+    share = det.train_fake_share
+    llr = logit(Detector(clf).prob_fake(new, new)) - logit(share)
+    np.testing.assert_allclose(det.prob_fake(new, new),
+                               posterior(llr / sm.temperature(new, new), share), atol=1e-9)
+    det.save(tmp_path / "d.safetensors")
+    back = Detector.load(tmp_path / "d.safetensors")
+    np.testing.assert_allclose(back.prob_fake(new, new), det.prob_fake(new, new), atol=1e-6)
+    back.source_model = None  # saved without it: one temperature again, no stale record
+    back.save(tmp_path / "e.safetensors")
+    one = Detector.load(tmp_path / "e.safetensors")
+    assert one.source_model is None and one.temperature == 1.5
 
 
 def test_shipped_default_detector_loads_as_a_detector():

@@ -17,8 +17,12 @@ split of every source:
   real-only source then count as evidence for "real" only where they look like them, and
   looking like DFDC does not count as evidence for "fake".
 - On the `val` split: a `CodeDomain` (where the training codes lie: the "unsure" verdict),
-  the temperature that calibrates the likelihood ratio (two-class sources), the typical
-  real face (the attribution baseline), and per-source held-out figures.
+  the temperature that calibrates the likelihood ratio (two-class sources, pooled) and,
+  with two two-class sources or more, each one's own temperature, given to a face by a
+  `SourceModel` of which source it looks like (fitted on the train split). A real-only
+  source's calibration cannot be measured: its faces take the softest of the measured
+  temperatures, so the detector is least sure where it cannot check itself. Also the
+  typical real face (the attribution baseline), and per-source held-out figures.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import numpy as np
 from ..classifiers import CLASSIFIERS, mean_logit
 from ..decision import prior_threshold
 from ..detector import Detector
-from ..domain import CodeDomain, ece, fit_temperature, logit, posterior
+from ..domain import CodeDomain, SourceModel, ece, fit_temperature, logit, posterior
 from ..errors import LFError
 
 WHAT = {"dfdc_faces": "DFDC video frames (face swaps)",
@@ -150,9 +154,17 @@ def train_sources(paths, kind: str, out, real_only=(), seed: int = 0, params: di
                                    clf.predict_proba(s["val"][1])[:, 1]) for s in srcs}
     y2 = np.concatenate([s["val"][2] for s in two])
     T = fit_temperature((logit(np.concatenate([p_val[s["name"]] for s in two])) - logit(share)), y2)
-    cal = {k: posterior((logit(p) - logit(share)) / T, share) for k, p in p_val.items()}
+    sm = None
+    if len(two) > 1:  # each two-class source its own temperature; real-only: the softest
+        temps = {s["name"]: fit_temperature(logit(p_val[s["name"]]) - logit(share), s["val"][2])
+                 for s in two}
+        sm = SourceModel(temps, default=max(temps.values()), seed=seed).fit(
+            np.concatenate([s["train"][0] for s in srcs]),
+            np.concatenate([[s["name"]] * len(s["train"][2]) for s in srcs]))
+        log("temperatures: " + ", ".join(f"{k} {v:.2f}" for k, v in sm.temperatures.items()))
     reals = np.concatenate([s["train"][0][s["train"][2] == 0] for s in srcs])
-    det = Detector(clf, domain=domain, temperature=T, real_mean=reals.mean(0))
+    det = Detector(clf, domain=domain, temperature=T, real_mean=reals.mean(0), source_model=sm)
+    cal = {s["name"]: det.prob_fake(*s["val"][:2]) for s in srcs}
     c0 = srcs[0]["codes"]
     det.clf.metrics = {
         "projector": c0.projector, "mirror": True, "classifier": kind, "seed": seed,
