@@ -88,12 +88,17 @@ VIDEO_OUTPUTS = ("timeline", "verdict", "gallery", "status", "json", "result")
 
 
 def verdict_fields(v, det) -> dict:
-    """What a result card needs of a Verdict and its Detector (plain JSON values)."""
+    """What a result card needs of a Verdict and its Detector (plain JSON values); of a
+    detector set, the member that judged the face."""
+    judge = det.members[v.judged_by] if v.judged_by else det
     return {"p_fake": v.prob_fake, "train_fake_share": v.train_fake_share,
             "likelihood_ratio": _num(v.likelihood_ratio), "outside": v.outside,
             "nearest_source": v.nearest_source,
+            "looks_like": next((s.get("what") for s in det.sources
+                                if s.get("name") == v.nearest_source), v.nearest_source),
+            "judged_by": v.judged_by,
             "domain_ratio": None if v.domain_ratio is None else round(v.domain_ratio, 3),
-            "about": render.detector_about(det)}
+            "about": render.detector_about(judge)}
 
 
 def failed(e: gr.Error) -> dict:
@@ -315,7 +320,9 @@ def video(video_file, every, steps, prior, settings, request: gr.Request):
     stopped = stop.is_set()
     n_face = sum(1 for f in vr.frames if f.faces)
     n_out = sum(1 for f in vr.frames if f.faces and f.faces[0].verdict == "unsure")
+    judges = [f.faces[0].judged_by for f in vr.frames if f.faces and f.faces[0].judged_by]
     res = {"p_fake": vr.prob_fake, "train_fake_share": det.train_fake_share,
+           "judged_by": max(set(judges), key=judges.count) if judges else None,
            "outside": vr.verdict == "unsure", "rule": vr.rule, "n_face": n_face,
            "n_unsure": n_out, "n_frames": len(vr.frames), "every": every,
            "weights": model.name, "detector": det_desc, "about": render.detector_about(det),

@@ -109,6 +109,11 @@ def verdict_card(res: dict, prior_fake: float) -> str:
     if res.get("projector"):
         rows.append(("Codes", res["projector"]))
     rows.append(("Detector", res["detector"]))
+    if res.get("looks_like"):
+        rows.append(("Looks most like", res["looks_like"]))
+    if res.get("judged_by"):
+        rows.append(("Judged by", f"the {res['judged_by']} detector, the set's member for "
+                     "faces like these"))
     if res.get("domain_ratio") is not None:
         rows.append(("Distance to the training faces", f"{res['domain_ratio']:.2f} of the "
                      "limit (above 1: unsure)"))

@@ -111,10 +111,12 @@ class Settings:
 
 # the Settings menu's shipped detectors (weights/README.md): (label, file)
 DETECTOR_CHOICES = [
-    ("default: any face (trained on DFDC, FFHQ / StyleGAN, LFW, UTKFace)",
+    ("default: any face (faces like DFDC video frames go to faceswap, the others to all)",
      str(SHIPPED["default"])),
     ("faceswap: video frames (DFDC, LFW, UTKFace; blind to whole-face StyleGAN faces)",
      str(SHIPPED["faceswap"])),
+    ("all: one net for every face (DFDC, FFHQ / StyleGAN, LFW, UTKFace)",
+     str(SHIPPED["all"])),
 ]
 
 

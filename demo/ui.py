@@ -54,8 +54,9 @@ it comes first, and does not change with the steps. **Steps** refine the reconst
 watch (gradient steps on the code). The **prior** is the share of fakes you expect where the
 photo comes from: when fakes are rare, stronger evidence is needed to say *fake*. Moving it
 re-decides instantly. **Unsure** means the face is unlike every kind of face the detector
-was trained on. For video frames of face swaps, the *faceswap* detector (Settings) is a
-little more accurate, but blind to whole-face StyleGAN faces.
+was trained on. The default first names the kind of face (*looks most like*), then hands it
+to the detector made for that kind (*judged by*): *faceswap* for faces like video frames,
+*all* for the others.
 """
 
 

@@ -154,6 +154,10 @@ def atomic_write_safetensors(path, tensors: dict, metadata: dict | None = None) 
     string metadata."""
     if all(isinstance(v, np.ndarray) for v in tensors.values()):
         from safetensors.numpy import save
+
+        # safetensors.numpy writes a Fortran-ordered array's bytes as if C-ordered: the
+        # file would hold the array scrambled (sklearn's coef_ can be Fortran-ordered)
+        tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     else:
         from safetensors.torch import save
     return atomic_write_bytes(path, save(tensors, metadata=metadata))

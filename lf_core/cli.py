@@ -85,8 +85,9 @@ def cmd_predict(a):
         print(json.dumps(res.to_json(), indent=1))
     else:
         for i, f in enumerate(res.faces):
-            near = (f" distance to the training faces {f.domain_ratio:.2f} of the limit,"
-                    if f.domain_ratio is not None else "")
+            near = (f" most like {f.nearest_source}, distance to the training faces "
+                    f"{f.domain_ratio:.2f} of the limit," if f.domain_ratio is not None else "")
+            near += f" judged by {f.judged_by}," if f.judged_by else ""
             why = " (unlike the faces the detector was trained on: no verdict)" \
                 if f.verdict == "unsure" else ""
             print(f"{a.input} face {i}: {f.verdict.upper()}{why} (p_fake {f.prob_fake:.3f}, "
@@ -474,6 +475,30 @@ def _extract_args(s):
     _engine_args(s)
 
 
+def _train_set_args(s):
+    s.add_argument("codes", nargs="+", help="CODES folders, one per source")
+    s.add_argument("--real-only", action="append", metavar="CODES",
+                   help="a further source of real faces only (as lf train)")
+    s.add_argument("--route", action="append", required=True, metavar="SOURCE=FILE",
+                   help="faces like SOURCE (a codes folder's source name, or * for the rest) "
+                   "go to detector FILE, a file name beside OUTPUT; repeatable")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("-o", "--output", required=True, help="the set file (.safetensors)")
+
+
+def cmd_train_set(a):
+    from .lab.sources import build_set
+
+    routes = {}
+    for r in a.route:
+        src, sep, f = r.partition("=")
+        if not sep or not src or not f:
+            raise SystemExit(_usage_error(f"--route takes SOURCE=FILE, got {r!r}"))
+        routes[src] = f
+    build_set(a.codes, routes, a.output, real_only=a.real_only or (), seed=a.seed)
+    return 0
+
+
 def _train_args(s):
     from .classifiers import CLASSIFIERS
     from .lab.bench import CNNS, BenchConfig
@@ -639,11 +664,13 @@ def parser(cmd=None):
     s.add_argument("--every", type=_at_least(1), default=10, help="video: score every Nth frame")
     s.add_argument("--json", action="store_true",
                    help="print the whole result as JSON (per face: verdict, p_fake, likelihood "
-                        "ratio, nearest training source, timings)")
+                        "ratio, nearest training source, the member of a set that judged it, "
+                        "timings)")
     s.add_argument("--weights", help="generator checkpoint (default: the embedded model)")
     s.add_argument("--detector", help="detector .safetensors, or a shipped one: default "
-                   "(any face) or faceswap (video frames; blind to whole-face StyleGAN "
-                   "synthesis). Default: $LF_DETECTOR, else default")
+                   "(any face: a set of the next two), faceswap (video frames; blind to "
+                   "whole-face StyleGAN synthesis) or all (one net for every face). Default: "
+                   "$LF_DETECTOR, else default")
     s.set_defaults(fn=cmd_predict)
 
     research = [
@@ -660,6 +687,11 @@ def parser(cmd=None):
           "into a code; writes the CODES folder (chunk files, meta.json, failed.csv). Rerun "
           "the same command to resume."}),
         ("train", _train_args, cmd_train, {"help": "train a detector on extracted codes"}),
+        ("train-set", _train_set_args, cmd_train_set,
+         {"help": "a set of detectors and which one judges a face",
+          "description": "Fit which-source-is-this-face on the train split of CODES folders "
+          "(lf extract --mirror) and write a detector set: each source's faces go to the "
+          "detector its --route names. The members' files lie beside OUTPUT."}),
         ("evaluate", _evaluate_args, cmd_evaluate,
          {"help": "accuracy, AUC, EER... of a detector on a split",
           "description": "Metrics of DETECTOR on the faces of a split. A manifest is first "

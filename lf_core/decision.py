@@ -75,7 +75,8 @@ class Verdict:
     train_fake_share: float = 0.5
     outside: bool = False  # unlike every source the detector was trained on
     nearest_source: str | None = None  # the training source this face is most like
-    domain_ratio: float | None = None  # distance to it / its limit; > 1 = outside
+    domain_ratio: float | None = None  # smallest distance / limit over them; > 1 = outside
+    judged_by: str | None = None  # the member of a detector set that judged it
 
     @property
     def label(self) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .artifacts import has_lf_header
 from .classifiers import LatentClassifier, load_classifier, mean_logit
 from .decision import Verdict, decide, likelihood_ratio
 from .domain import CodeDomain, SourceModel, logit, posterior
@@ -31,8 +32,9 @@ from .model import WEIGHTS_DIR
 DEFAULT_DETECTOR = WEIGHTS_DIR / "detector-default.safetensors"
 # the shipped detectors, by the name `--detector` and LF_DETECTOR also take (weights/README.md)
 SHIPPED = {
-    "default": DEFAULT_DETECTOR,  # any face: DFDC, FFHQ / StyleGAN, LFW, UTKFace
+    "default": DEFAULT_DETECTOR,  # a set: DFDC-like frames -> faceswap, other faces -> all
     "faceswap": WEIGHTS_DIR / "detector-faceswap.safetensors",  # video frames: no StyleGAN
+    "all": WEIGHTS_DIR / "detector-all.safetensors",  # one net for DFDC, FFHQ / StyleGAN, ...
 }
 
 
@@ -172,6 +174,10 @@ class Detector:
             near = self.source_model.nearest(*views)
         return near, ratio
 
+    def expert(self, w=None, w_mirror=None) -> Detector:
+        """The detector that judges these codes: itself (a DetectorSet picks a member)."""
+        return self
+
     def judge(self, w, w_mirror=None, prior_fake: float = 0.5) -> Verdict:
         """One face's Verdict from its code (1, 14, 512) (and its mirror's)."""
         p = float(self.prob_fake(w, w_mirror)[0])
@@ -185,13 +191,15 @@ class Detector:
 
     # -- files
     @classmethod
-    def load(cls, path=None) -> Detector:
+    def load(cls, path=None) -> Detector | DetectorSet:
         """The detector at `path` or of a shipped name (default: $LF_DETECTOR, else the
         shipped default)."""
         path = detector_path(path)
         if not path.is_file():
             raise WeightsError(f"detector not found: {path}. Give a .safetensors detector "
                                f"(lf train) or a shipped one: {', '.join(SHIPPED)}")
+        if has_lf_header(path, SET_KEY):
+            return DetectorSet.load(path)
         clf = load_classifier(path)
         meta = clf.metrics or {}
         domain, real_mean, sources = None, None, None
@@ -231,6 +239,193 @@ class Detector:
         return self.path
 
 
+class _AsInSet(Detector):
+    """A set's member scoring as the set scores one face: its log likelihood ratio divided
+    by that face's temperature T, read at the set's share of fakes."""
+
+    def __init__(self, member: Detector, T: float, share: float):
+        super().__init__(member.clf, member.path, member.domain, member.temperature,
+                         member.real_mean, member.source_model)
+        self.set_T, self.set_share = T, share
+
+    def prob_fake(self, w, w_mirror=None) -> np.ndarray:
+        llr = logit(super().prob_fake(w, w_mirror)) - logit(self.train_fake_share)
+        return posterior(llr / self.set_T, self.set_share)
+
+
+SET_KEY, SET_FORMAT, SET_VERSION = "lf_detector_set", "latentforensics.detector_set", 1
+
+
+class DetectorSet:
+    """Detectors for different kinds of face, and which one judges a face.
+
+        ds = DetectorSet(sm, {"dfdc_faces": "faceswap", "ffhq_stylegan": "photo", ...},
+                         {"faceswap": Detector, "photo": Detector})
+        ds.judge(w, w_mirror)        # Verdict of the member for the source w looks like
+        ds.pick(w, w_mirror)         # (member name, its Detector, the source) of one face
+
+    `sm` (a SourceModel) names the training source a code looks like; `routes` maps each
+    of its sources to a member. The member's log likelihood ratio is then divided by the
+    SourceModel's temperature for the face (each source's own, fitted on its held-out faces
+    by lf train-set: the members' scores are calibrated where they are used). A set file
+    (.safetensors) holds the SourceModel's arrays and names its members' files, which lie
+    beside it (bare file names only). Members must score the same codes (steps, passes,
+    views). Probabilities are given under a share of fakes of 0.5 whichever member judged."""
+
+    train_fake_share = 0.5
+
+    def __init__(self, source_model: SourceModel, routes: dict, members: dict, path=None,
+                 files: dict | None = None):
+        self.source_model, self.routes, self.members = source_model, dict(routes), dict(members)
+        self.path, self.files = (Path(path) if path else None), dict(files or {})
+        missing = set(source_model.names_) - set(self.routes)
+        if missing or set(self.routes.values()) - set(self.members):
+            raise WeightsError("a detector set must send every source to one of its members "
+                               f"(sources without one: {sorted(missing)})")
+        first = next(iter(self.members.values()))
+        for name, d in self.members.items():
+            if isinstance(d, DetectorSet):
+                raise WeightsError(f"member {name!r} is itself a detector set")
+            if (d.steps, d.passes, d.views, d.projector.get("weights_sha256")) != (
+                    first.steps, first.passes, first.views, first.projector.get("weights_sha256")):
+                raise WeightsError("the members of a detector set must score the same codes "
+                                   f"(generator, steps, passes, views); {name!r} does not")
+        self.first = first
+
+    # -- what it is: the members' common codes
+    views = property(lambda self: self.first.views)
+    steps = property(lambda self: self.first.steps)
+    passes = property(lambda self: self.first.passes)
+    projector = property(lambda self: self.first.projector)
+    domain = property(lambda self: self.first.domain)
+
+    @property
+    def sources(self) -> list[dict]:
+        seen, out = set(), []
+        for d in self.members.values():
+            for s in d.sources:
+                if s.get("name") not in seen:
+                    seen.add(s.get("name"))
+                    out.append(s)
+        return out
+
+    @property
+    def heldout(self) -> dict:
+        """Each source's held-out figures, from the member that judges it."""
+        return {src: self.members[m].heldout[src] for src, m in self.routes.items()
+                if src in self.members[m].heldout}
+
+    def describe(self) -> str:
+        by = {}
+        for src, m in self.routes.items():
+            by.setdefault(m, []).append(src)
+        return "a set of detectors: " + "; ".join(
+            f"faces like {', '.join(srcs)} -> {m} ({self.members[m].describe()})"
+            for m, srcs in by.items())
+
+    def check(self, model) -> list[str]:
+        for d in self.members.values():
+            d.check(model)
+        return []
+
+    # -- which member
+    def route(self, w, w_mirror=None) -> tuple[np.ndarray, np.ndarray]:
+        """(source (N,), member name (N,)) of codes w (N, 14, 512)."""
+        w = np.asarray(w, np.float32).reshape(-1, 14, 512)
+        wm = None if w_mirror is None else np.asarray(w_mirror, np.float32).reshape(w.shape)
+        src = self.source_model.nearest(w, wm if self.views == 2 else None)
+        return src, np.array([self.routes[s] for s in src])
+
+    def pick(self, w, w_mirror=None) -> tuple[str, Detector, str]:
+        """(member name, its Detector, the source the face looks like) of one face."""
+        src, mem = self.route(w[:1], None if w_mirror is None else w_mirror[:1])
+        return str(mem[0]), self.members[str(mem[0])], str(src[0])
+
+    def expert(self, w, w_mirror=None) -> Detector:
+        """The member that judges this face, scoring as the set does for it (its temperature,
+        its share of fakes): what explanations of the face's verdict are computed on."""
+        _, det, _ = self.pick(w, w_mirror)
+        T = float(self.source_model.temperature(
+            np.asarray(w, np.float32).reshape(-1, 14, 512)[:1],
+            None if w_mirror is None or self.views == 1
+            else np.asarray(w_mirror, np.float32).reshape(-1, 14, 512)[:1])[0])
+        return _AsInSet(det, T, self.train_fake_share)
+
+    # -- scores
+    def prob_fake(self, w, w_mirror=None) -> np.ndarray:
+        """(N,) p(fake) under a share of 0.5, each face by its own member."""
+        w = np.asarray(w, np.float32).reshape(-1, 14, 512)
+        wm = None if w_mirror is None else np.asarray(w_mirror, np.float32).reshape(w.shape)
+        _, mem = self.route(w, wm)
+        llr = np.zeros(len(w))
+        for name in set(mem):
+            k, d = mem == name, self.members[name]
+            llr[k] = logit(d.prob_fake(w[k], None if wm is None else wm[k])) - logit(
+                d.train_fake_share)
+        T = self.source_model.temperature(w, wm if self.views == 2 else None)  # (N,)
+        return posterior(llr / T, self.train_fake_share)
+
+    def where(self, w, w_mirror=None):
+        """As Detector.where, of each face's own member; the source is the set's route."""
+        src, mem = self.route(w, w_mirror)
+        ratio = np.zeros(len(src))
+        for name in set(mem):
+            k = mem == name
+            near = self.members[name].where(np.asarray(w)[k], None if w_mirror is None
+                                            else np.asarray(w_mirror)[k])
+            ratio[k] = np.nan if near is None else near[1]
+        return src, ratio
+
+    def judge(self, w, w_mirror=None, prior_fake: float = 0.5) -> Verdict:
+        """The Verdict of the member for the source the face looks like."""
+        name, det, src = self.pick(w, w_mirror)
+        v = det.judge(w, w_mirror, prior_fake)
+        p = float(self.prob_fake(w[:1], None if w_mirror is None else w_mirror[:1])[0])
+        share = self.train_fake_share
+        return Verdict(p, float(likelihood_ratio(p, share)), float(prior_fake),
+                       bool(decide(p, prior_fake, share)), share, outside=v.outside,
+                       nearest_source=src, domain_ratio=v.domain_ratio, judged_by=name)
+
+    # -- files
+    def save(self, path) -> Path:
+        """Write the set file; its members' files must lie in the same folder."""
+        from .artifacts import write_lf_file
+
+        path = Path(path)
+        for name, f in self.files.items():
+            if not (path.parent / f).is_file():
+                raise WeightsError(f"member {name!r}: {f} is not beside {path}")
+        meta = {"format": SET_FORMAT, "version": SET_VERSION, "routes": self.routes,
+                "members": self.files, "source_model": self.source_model.meta()}
+        self.path = write_lf_file(path, self.source_model.arrays(), SET_KEY, meta)
+        return self.path
+
+    @classmethod
+    def load(cls, path) -> DetectorSet:
+        """A set file and its members (bare file names, beside it)."""
+        from .artifacts import read_lf_file
+
+        path = Path(path)
+        meta, arrays = read_lf_file(path, "detector set", SET_KEY, SET_FORMAT, SET_VERSION)
+        try:
+            files, routes = dict(meta["members"]), dict(meta["routes"])
+            sm = SourceModel.from_arrays(meta["source_model"], arrays)
+        except (KeyError, TypeError, ValueError) as e:
+            raise WeightsError(f"{path}: damaged detector set record ({e})") from e
+        members = {}
+        for name, f in files.items():
+            if not isinstance(f, str) or Path(f).name != f or f in ("", ".", ".."):
+                raise WeightsError(f"{path}: member {name!r} must be a file name beside the "
+                                   f"set, not {str(f)[:80]!r}")
+            if not (path.parent / f).is_file():
+                raise WeightsError(f"{path}: member {name!r} ({f}) not found beside it; keep "
+                                   "a set's files together")
+            if has_lf_header(path.parent / f, SET_KEY):
+                raise WeightsError(f"{path}: member {name!r} is itself a detector set")
+            members[name] = Detector.load(path.parent / f)
+        return cls(sm, routes, members, path, files)
+
+
 _CACHE: dict = {}
 
 
@@ -249,7 +444,7 @@ def load_detector(path=None) -> Detector:
 
 def as_detector(detector) -> Detector:
     """A Detector as it is; a fitted LatentClassifier wrapped; a path (None: the default) loaded."""
-    if isinstance(detector, Detector):
+    if isinstance(detector, (Detector, DetectorSet)):
         return detector
     if isinstance(detector, LatentClassifier):
         return Detector(detector)

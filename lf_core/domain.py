@@ -60,7 +60,8 @@ class CodeDomain:
         rows = rng.choice(len(Z), min(len(Z), self.fit_rows), replace=False)
         centre = Z[rows].mean(0)
         _, _, vt = randomized_svd(Z[rows] - centre, self.k, n_iter=4, random_state=self.seed)
-        self.basis_ = vt.astype(np.float32)  # (k, D)
+        self.basis_ = vt.astype(np.float32)  # (k, D); fewer rows than k: k = rows
+        self.k = len(self.basis_)
         self.names_ = sorted(set(sources))
         mu, var, res = [], [], []
         for s in self.names_:
@@ -168,6 +169,7 @@ class SourceModel:
         self.bias_ = (bias - (coef / sd) @ mu).astype(np.float32)
         self.T_ = np.array([self.temperatures.get(s, self.default) for s in self.names_],
                            np.float32)
+        self.temperatures = dict(zip(self.names_, self.T_.tolist()))
         return self
 
     def proba(self, W, W_mirror=None) -> np.ndarray:

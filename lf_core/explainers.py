@@ -354,14 +354,15 @@ def explain(w, detector=None, method: str = "auto", baseline=None, target: str =
     512 dims.
 
     w: (1, 14, 512) code; detector: a Detector, a fitted classifier, or a path (None: the
-    default); w_mirror: the mirror image's code, for a two-view Detector (the verdict's
-    score); baseline: the reference code, default the detector's typical real face;
-    target: "p_fake" or "logit" (use "logit" when p_fake is saturated at both ends).
+    default; of a detector set, the member that judges w); w_mirror: the mirror image's
+    code, for a two-view Detector (the verdict's score); baseline: the reference code,
+    default the detector's typical real face; target: "p_fake" or "logit" (use "logit"
+    when p_fake is saturated at both ends).
     """
     from .detector import LatentClassifier, as_detector
 
     if not isinstance(detector, LatentClassifier):
-        detector = as_detector(detector)
+        detector = as_detector(detector).expert(w, w_mirror)
     return explainer_for(detector, method, baseline, target=target, **kw).explain(w, w_mirror)
 
 

@@ -60,7 +60,8 @@ class FaceResult:
     timings: dict  # seconds per stage: align, encode, classify, invert
     verdict_steps: int = 0  # inversion steps of the code the verdict used
     nearest_source: str | None = None  # the training source the face is most like
-    domain_ratio: float | None = None  # distance to it / its limit; > 1: unsure
+    domain_ratio: float | None = None  # distance to the training faces / limit; > 1: unsure
+    judged_by: str | None = None  # the member of a detector set that judged the face
     crop: np.ndarray = field(repr=False, default=None)  # (256, 256, 3) uint8
     recon: np.ndarray = field(repr=False, default=None)  # (256, 256, 3) uint8
     w: np.ndarray = field(repr=False, default=None)  # (1, 14, 512) the reconstruction's code
@@ -217,14 +218,15 @@ def analyse_face(model, det: Detector | None, face, index=0, steps=0, prior_fake
     if explain and det is not None:
         from .explainers import explain as attribute
 
-        yield Explained(index, attribute(code[0], det, w_mirror=code[1]))
+        yield Explained(index, attribute(code[0], det.expert(*code), w_mirror=code[1]))
     res = FaceResult(
         tuple(face.box), float(face.score),
         float("nan") if v is None else v.prob_fake, "n/a" if v is None else v.label,
         float("nan") if v is None else v.likelihood_ratio, r.steps, r.psnr,
         {"classify": t1 - t0, "encode": r.encode_s, "invert": t2 - t1 - r.encode_s},
         0 if det is None else det.steps, None if v is None else v.nearest_source,
-        None if v is None else v.domain_ratio, face.crop, r.image, r.w)
+        None if v is None else v.domain_ratio, None if v is None else v.judged_by,
+        face.crop, r.image, r.w)
     yield FaceDone(index, res)
 
 

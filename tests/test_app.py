@@ -84,6 +84,9 @@ def test_detect_streams_then_verdict(client):
     js = final[JSON]
     assert js["verdict"] in ("real", "fake") and 0.0 <= js["p_fake"] <= 1.0
     assert js["steps"] == 50 and "perceptual" in js
+    # the default is a set: the card says what the face looks like and which member judged
+    assert js["judged_by"] == "all" and js["nearest_source"] == "ffhq_stylegan"
+    assert "Looks most like" in final[VERDICT] and "Judged by" in final[VERDICT]
     assert ("LPIPS" in js["perceptual"]) or ("MS-SSIM" in js["perceptual"])
     # the loss curve names the perceptual term as what it is
     loss = str(final[LOSS])

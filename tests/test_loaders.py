@@ -533,6 +533,17 @@ def test_stylegan1_fused_upsampling_is_upsample_then_conv():
 # ------------------------------------------------------------------------------ our own
 
 
+def test_weight_files_keep_fortran_ordered_arrays(tmp_path):
+    """safetensors.numpy writes a Fortran-ordered array's buffer as if it were C-ordered;
+    a weight file must hold the array itself (a fitted sklearn coef_ can be Fortran-ordered)."""
+    from lf_core.artifacts import read_lf_file, write_lf_file
+
+    a = np.asfortranarray(np.arange(12, dtype=np.float32).reshape(3, 4))
+    write_lf_file(tmp_path / "f.safetensors", {"a": a}, "k", {"format": "f", "version": 1})
+    _, arrays = read_lf_file(tmp_path / "f.safetensors", "test file", "k", "f", 1)
+    np.testing.assert_array_equal(arrays["a"], a)
+
+
 @pytest.mark.parametrize("variant", ["export", "fp32-w_avg-no-channels"])
 def test_lf_safetensors(tmp_path, variant):
     from safetensors.torch import save_file

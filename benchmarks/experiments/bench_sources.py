@@ -5,11 +5,13 @@
         --real-only lfw --variants all --members 3 -o runs/sources
     python benchmarks/experiments/bench_sources.py ... --variants=-lfw,-utkface,-ffhq_stylegan
     python benchmarks/experiments/bench_sources.py ... --report --against OLD.safetensors
+    python benchmarks/experiments/bench_sources.py ... --variants "" --detector SET.safetensors
 
 A variant is the set of sources a detector is trained on (lf_core.sources.train_sources, the
 default detector's recipe): "all", one source's name (that source alone) or "-NAME" (all
 but NAME: its real test faces are then faces of a source the detector never saw). Each
-variant's detector is kept in OUT (rerun: reused). For every source's test split: ROC AUC,
+variant's detector is kept in OUT (rerun: reused); `--detector` adds the figures of a
+detector file as it is (a detector set of lf train-set too). For every source's test split: ROC AUC,
 balanced accuracy and ECE (sources with fakes), the share of real faces called fake
 (false-positive rate, at equal priors), the share of faces the detector abstains on
 (outside its domain), and the rates among the faces it does judge. DFDC's figures are also
@@ -41,6 +43,8 @@ def main(argv=None):
     ap.add_argument("--floor", type=float, default=None,
                     help="repeat a two-class source's classes up to this share of the largest "
                          "(lf_core.lab.sources.FLOOR by default)")
+    ap.add_argument("--detector", action="append", default=[], metavar="FILE",
+                    help="also measure this detector file as it is (key: its file name)")
     ap.add_argument("--against", help="a detector to pair with on DFDC's original test faces")
     ap.add_argument("--bootstrap", type=int, default=2000)
     ap.add_argument("-o", "--out", default="runs/sources", help="folder for detectors and results")
@@ -130,6 +134,16 @@ def main(argv=None):
         rfile.write_text(json.dumps(results, indent=1))
         print(key, json.dumps(results[key], indent=1), flush=True)
 
+    for f in a.detector:
+        det = Detector.load(f)
+        key = Path(f).name
+        results[key] = {"sources": [s["name"] for s in det.sources], "file": f,
+                        "members": (f"set of {len(det.members)}" if hasattr(det, "members")
+                                    else getattr(det.clf, "members", 1)),
+                        "train_fake_share": det.train_fake_share, "test": figures(det)}
+        rfile.write_text(json.dumps(results, indent=1))
+        print(key, json.dumps(results[key], indent=1), flush=True)
+
     if a.against:
         from lf_core.stats import bootstrap_auc
 
@@ -141,8 +155,7 @@ def main(argv=None):
         for key, r in list(results.items()):
             if key == "against" or "dfdc_faces" not in r["sources"]:
                 continue
-            path = out / f"{key.split('@')[0].replace('-', 'no-')}-{key.split('@')[1]}.safetensors"
-            p = Detector.load(path).prob_fake(d["w"][o], d["m"][o])
+            p = Detector.load(_file(key, dict(r, folder=out))).prob_fake(d["w"][o], d["m"][o])
             b = bootstrap_auc(d["y"][o], np.stack([p, base]), d["g"][o], a.bootstrap)
             diff = b[:, 0] - b[:, 1]
             r["paired_vs_against"] = {"auc_diff": float(roc_auc_score(d["y"][o], p)
@@ -151,6 +164,12 @@ def main(argv=None):
         rfile.write_text(json.dumps(results, indent=1))
         print(json.dumps({k: v.get("paired_vs_against") for k, v in results.items()}, indent=1))
     return 0
+
+
+def _file(key, r):
+    """The detector file of a result: as given (--detector), else the variant's in its folder."""
+    return r.get("file") or (Path(r["folder"]) / f"{key.split('@')[0].replace('-', 'no-')}-"
+                             f"{key.split('@')[1]}.safetensors")
 
 
 def _f(v, d=3):
@@ -182,15 +201,15 @@ def report(out, more, test, figures, a):
                          f"{_f(t.get('ece'))} / {_f(t.get('fpr_real'))} / {_f(t.get('abstain'))}")
         print(f"| {k.split('@')[0]} ({', '.join(r['sources'])}) | {r['members']} | "
               + " | ".join(cells) + " |")
-    print()
-    print("Leave one source out (the left-out source's real test faces, at equal priors):")
-    print()
-    print("| left out | its real faces called fake | unsure | called fake among judged | "
-          "DFDC fakes caught | DFDC AUC |")
-    print("|---|---|---|---|---|---|")
-    for k, r in res.items():
-        if not k.startswith("-"):
-            continue
+    left = [k for k in res if k.startswith("-")]
+    if left:
+        print("\nLeave one source out (the left-out source's real test faces, at equal "
+              "priors):\n")
+        print("| left out | its real faces called fake | unsure | called fake among judged | "
+              "DFDC fakes caught | DFDC AUC |")
+        print("|---|---|---|---|---|---|")
+    for k in left:
+        r = res[k]
         t, d = r["test"][k.split("@")[0][1:]], r["test"].get("dfdc_faces", {})
         print(f"| {k.split('@')[0][1:]} | {_f(t['fpr_real'])} | {_f(t['abstain'])} | "
               f"{_f(t.get('fpr_real_judged'))} | {_f(d.get('tpr_fake'))} | "
@@ -208,18 +227,16 @@ def report(out, more, test, figures, a):
         for k, r in res.items():
             if "dfdc_faces" not in r["sources"]:
                 continue
-            det = Detector.load(Path(r["folder"]) / f"{k.split('@')[0].replace('-', 'no-')}-"
-                                f"{r['members']}.safetensors")
-            p = det.prob_fake(d["w"][o], d["m"][o])
+            p = Detector.load(_file(k, r)).prob_fake(d["w"][o], d["m"][o])
             b = bootstrap_auc(d["y"][o], np.stack([p, base]), d["g"][o], a.bootstrap)
             lo, hi = np.percentile(b[:, 0] - b[:, 1], [2.5, 97.5])
             auc = roc_auc_score(d["y"][o], p)
             print(f"- {k}: AUC {auc:.3f}, {auc - roc_auc_score(d['y'][o], base):+.3f} "
                   f"[{lo:+.3f}, {hi:+.3f}]")
-    best = [k for k in res if k.startswith("all@")]
+    best = [k for k in res if k == "detector-default.safetensors"] or [
+        k for k in res if k.startswith("all@")]
     if best:
-        r = res[best[-1]]
-        det = Detector.load(Path(r["folder"]) / f"all-{r['members']}.safetensors")
+        det = Detector.load(_file(best[-1], res[best[-1]]))
         print("\nReliability of the default (test faces; mean p(fake) -> share of fakes per bin, "
               "p at each source's own share of fakes):\n")
         for n in names:

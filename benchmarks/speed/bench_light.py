@@ -88,6 +88,7 @@ def one(name, runs, steps, threads) -> dict:
 
         model, det = load_model(), load_detector()
         k = steps if name == "latent+steps" else 0
+        one = det.expert(*verdict_codes(model, crop, det))  # of a set: the member that judges
 
         def run():
             face = align(img)[0]
@@ -98,12 +99,13 @@ def one(name, runs, steps, threads) -> dict:
 
         x = torch.from_numpy(np.stack([crop, crop])).permute(0, 3, 1, 2).float() / 127.5 - 1
         m_enc = macs(model.E, x)  # the face and its mirror
-        m_clf = macs(det.clf.net_, torch.zeros(2, det.clf.n_features))
+        m_clf = macs(one.clf.net_, torch.zeros(2, one.clf.n_features))
         m_g = macs(model.G, torch.zeros(1, 14, 512)) if k else 0
         params = (sum(p.numel() for p in model.E.parameters())
-                  + sum(p.numel() for p in det.clf.net_.parameters())
+                  + sum(p.numel() for p in one.clf.net_.parameters())
                   + (sum(p.numel() for p in model.G.parameters()) if k else 0))
-        size = DEFAULT_DETECTOR.stat().st_size + DEFAULT_WEIGHTS.stat().st_size
+        files = {DEFAULT_DETECTOR, *(m.path for m in getattr(det, "members", {}).values())}
+        size = sum(f.stat().st_size for f in files) + DEFAULT_WEIGHTS.stat().st_size
         # a step: G forward + backward (~3x forward), the encoder every 4th step
         total = m_enc + m_clf + k * (3 * m_g + 3 * m_enc // 2 // 4)
         return {"params": params, "macs": total, "latency_s": median_s(run, runs),

@@ -188,3 +188,53 @@ def train_sources(paths, kind: str, out, real_only=(), seed: int = 0, params: di
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     det.save(out, half=half)
     return det
+
+
+def build_set(paths, routes: dict, out, real_only=(), seed: int = 0, log=None):
+    """A DetectorSet file `out` whose SourceModel is fitted on the train split of the codes
+    folders `paths` (both views), with each two-class source's temperature fitted on its
+    `val` split as judged by its member (a real-only source: the softest of them); routes:
+    {source name or "*": member detector file beside `out`}. Returns the DetectorSet."""
+    from ..detector import Detector, DetectorSet
+    from .extract import load_codes
+
+    log = log or (lambda m: print(m, file=sys.stderr))
+    out, real_only = Path(out), {str(Path(p).resolve()) for p in real_only}
+    W, names, val = [], [], {}
+    for p in dict.fromkeys([*paths, *sorted(real_only)]):
+        c = load_codes(p)
+        ro = str(Path(p).resolve()) in real_only
+        w, _, y, _ = split_rows(c, "train", ro)
+        W.append(w)
+        names += [source_name(c)] * len(y)
+        val[source_name(c)] = split_rows(c, "val", ro)
+        c.codes = c.mirror = None
+    sources = list(dict.fromkeys(names))
+    other = routes.get("*")
+    unknown = set(routes) - set(sources) - {"*"}
+    if unknown:
+        raise LFError(f"no codes folder of source(s) {sorted(unknown)}; the sources are "
+                      f"{', '.join(sources)}")
+    files = {s: routes.get(s, other) for s in sources}
+    if None in files.values():
+        raise LFError("a route for every source is needed (or '*=FILE' for the rest): "
+                      f"missing {[s for s, f in files.items() if f is None]}")
+    members, by_file = {}, {}
+    for f in dict.fromkeys(files.values()):
+        if Path(f).name != f:
+            raise LFError(f"a member is named by its file name beside {out.name}, not {f!r}")
+        name = Path(f).stem.removeprefix("detector-")
+        members[name], by_file[f] = Detector.load(out.parent / f), name
+    temps = {}
+    for s, (w, m, y, _) in val.items():
+        if 0 < y.sum() < len(y):
+            d = members[by_file[files[s]]]
+            temps[s] = fit_temperature(logit(d.prob_fake(w, m)) - logit(d.train_fake_share), y)
+    sm = SourceModel(temps, default=max(temps.values(), default=1.0), seed=seed).fit(
+        np.concatenate(W), np.array(names))
+    ds = DetectorSet(sm, {s: by_file[f] for s, f in files.items()}, members,
+                     files={n: f for f, n in by_file.items()})
+    log("temperatures: " + ", ".join(f"{k} {v:.2f}" for k, v in sm.temperatures.items()))
+    ds.save(out)
+    log(f"{out}: " + ds.describe())
+    return ds
