@@ -12,8 +12,8 @@ LAB = "lf_core.lab"
 # The CLI's research commands import lf_core.lab inside these functions (never at import
 # time, never for align / invert / predict).
 CLI_RESEARCH = {"cmd_train_generator", "cmd_train_vqvae", "cmd_extract", "cmd_train",
-                "_train_cnn", "_train_sources", "cmd_evaluate", "cmd_bench",
-                "_train_generator_args",
+                "_train_cnn", "_train_sources", "cmd_train_set", "cmd_evaluate", "cmd_bench",
+                "_train_generator_args", "_train_set_args",
                 "_train_vqvae_args", "_extract_args", "_train_args", "_evaluate_args",
                 "_bench_args", "bench_config", "_engine"}
 

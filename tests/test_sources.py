@@ -119,6 +119,13 @@ def test_detector_set_sends_each_face_to_its_sources_member(sources, tmp_path):
     ex = ds.expert(w[k:k + 1], m[k:k + 1])
     assert ex.clf is ds.members["video"].clf
     assert ex.prob_fake(w[k:k + 1], m[k:k + 1])[0] == pytest.approx(v.prob_fake, abs=1e-9)
+    # lf evaluate scores each face by its member, as the verdict does
+    from lf_core.lab.evaluate import evaluate_detector
+
+    res = evaluate_detector(sources["dfdc_faces"], out, split="train", predictions=True)
+    assert res["classifier"] == "DetectorSet"
+    np.testing.assert_allclose([r["prob_fake"] for r in res["predictions"]],
+                               ds.prob_fake(w, m), atol=1e-6)  # rounded to 6 places
 
 
 def test_detector_set_names_only_files_beside_it(sources, tmp_path):

@@ -329,15 +329,22 @@ def evaluate_detector(manifest_or_codes, detector, split: str = "test", prior_fa
     prob_fake, pred) and, with bootstrap = B > 0, roc_auc_ci95: the 95% interval of the
     AUC over B resamples of the source videos (bootstrap_auc). engine: where a manifest's
     faces are aligned and projected (lf_core.lab.engines; None: here)."""
+    from ..artifacts import has_lf_header
     from ..classifiers import LatentClassifier, load_classifier
+    from ..detector import SET_KEY, DetectorSet, detector_path
     from .extract import extract
 
     log = log or (lambda m: print(m, file=sys.stderr))
     split = check_split(split)
-    det_path = None
+    det_path, dset = None, None
     if not isinstance(detector, LatentClassifier):
+        detector = detector_path(detector)  # a shipped detector's name, or a path
         det_path = str(detector)
-        detector = load_classifier(detector)
+        if has_lf_header(detector, SET_KEY):  # a set: each face scored by its member
+            dset = DetectorSet.load(detector)
+            detector = dset.first.clf
+        else:
+            detector = load_classifier(detector)
     dm = detector.metrics or {}
     src = Path(manifest_or_codes)
     tmp = None
@@ -361,18 +368,25 @@ def evaluate_detector(manifest_or_codes, detector, split: str = "test", prior_fa
                           "same projector (and weights)")
         ev = codes.where(split)
         failed = [r for r in codes.failed if split is None or split_of(r["group"]) == split]
-        refuse_training_faces(dm, codes, ev)
+        for m in [detector] if dset is None else [d.clf for d in dset.members.values()]:
+            refuse_training_faces(m.metrics or {}, codes, ev)
         if len(ev) == 0:
             raise LFError(f"{src}: no face of the {split or 'whole'} split to evaluate")
-        p = predict_views(detector, ev)
-        t = prior_threshold(prior_fake, detector.train_fake_share_)
+        if dset is None:
+            p, share = predict_views(detector, ev), detector.train_fake_share_
+        elif ev.mirror is None:
+            raise LFError("this detector set scores a face and its mirror image together: "
+                          "extract the codes with lf extract --mirror")
+        else:
+            p, share = dset.prob_fake(ev.codes, ev.mirror), dset.train_fake_share
+        t = prior_threshold(prior_fake, share)
         res = metrics(ev.labels, p, ev.groups, ev.paths, threshold=t, predictions=predictions)
         add_auc_interval(res, ev.labels, p, ev.groups, bootstrap)
     finally:
         if tmp is not None:
             tmp.cleanup()
     return {"detector": det_path or type(detector).__name__,
-            "classifier": type(detector).__name__, "projector": codes.projector.get("name"),
+            "classifier": type(detector if dset is None else dset).__name__, "projector": codes.projector.get("name"),
             "data": str(src), "split": split or "all", "prior_fake": prior_fake,
             "n_failed": len(failed), "failed": failed, **res}
 
