@@ -259,8 +259,8 @@ SET_KEY, SET_FORMAT, SET_VERSION = "lf_detector_set", "latentforensics.detector_
 class DetectorSet:
     """Detectors for different kinds of face, and which one judges a face.
 
-        ds = DetectorSet(sm, {"dfdc_faces": "faceswap", "ffhq_stylegan": "photo", ...},
-                         {"faceswap": Detector, "photo": Detector})
+        ds = DetectorSet(sm, {"dfdc_faces": "faceswap", "ffhq_stylegan": "all", ...},
+                         {"faceswap": Detector, "all": Detector})
         ds.judge(w, w_mirror)        # Verdict of the member for the source w looks like
         ds.pick(w, w_mirror)         # (member name, its Detector, the source) of one face
 
@@ -341,14 +341,18 @@ class DetectorSet:
         src, mem = self.route(w[:1], None if w_mirror is None else w_mirror[:1])
         return str(mem[0]), self.members[str(mem[0])], str(src[0])
 
+    def temperature(self, w, w_mirror=None) -> np.ndarray:
+        """(N,) each face's temperature: its sources' own, mixed by the SourceModel."""
+        w = np.asarray(w, np.float32).reshape(-1, 14, 512)
+        wm = None if w_mirror is None or self.views == 1 else np.asarray(
+            w_mirror, np.float32).reshape(w.shape)
+        return self.source_model.temperature(w, wm)
+
     def expert(self, w, w_mirror=None) -> Detector:
         """The member that judges this face, scoring as the set does for it (its temperature,
         its share of fakes): what explanations of the face's verdict are computed on."""
         _, det, _ = self.pick(w, w_mirror)
-        T = float(self.source_model.temperature(
-            np.asarray(w, np.float32).reshape(-1, 14, 512)[:1],
-            None if w_mirror is None or self.views == 1
-            else np.asarray(w_mirror, np.float32).reshape(-1, 14, 512)[:1])[0])
+        T = float(self.temperature(w[:1], None if w_mirror is None else w_mirror[:1])[0])
         return _AsInSet(det, T, self.train_fake_share)
 
     # -- scores
@@ -362,8 +366,7 @@ class DetectorSet:
             k, d = mem == name, self.members[name]
             llr[k] = logit(d.prob_fake(w[k], None if wm is None else wm[k])) - logit(
                 d.train_fake_share)
-        T = self.source_model.temperature(w, wm if self.views == 2 else None)  # (N,)
-        return posterior(llr / T, self.train_fake_share)
+        return posterior(llr / self.temperature(w, wm), self.train_fake_share)
 
     def where(self, w, w_mirror=None):
         """As Detector.where, of each face's own member; the source is the set's route."""
@@ -380,8 +383,9 @@ class DetectorSet:
         """The Verdict of the member for the source the face looks like."""
         name, det, src = self.pick(w, w_mirror)
         v = det.judge(w, w_mirror, prior_fake)
-        p = float(self.prob_fake(w[:1], None if w_mirror is None else w_mirror[:1])[0])
+        T = float(self.temperature(w[:1], None if w_mirror is None else w_mirror[:1])[0])
         share = self.train_fake_share
+        p = float(posterior((logit(v.prob_fake) - logit(v.train_fake_share)) / T, share))
         return Verdict(p, float(likelihood_ratio(p, share)), float(prior_fake),
                        bool(decide(p, prior_fake, share)), share, outside=v.outside,
                        nearest_source=src, domain_ratio=v.domain_ratio, judged_by=name)
