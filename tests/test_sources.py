@@ -24,7 +24,7 @@ def _subset(src, out, split_key, per=PER_CLASS, labels=("real", "fake")):
             key = (split_of(split_key(row)), lab)
             if want.get(key, 0) > 0:
                 want[key] -= 1
-                rows.append({"path": str((src.parent / row["path"]).resolve()), "label": lab,
+                rows.append({"path": str(src.parent / row["path"]), "label": lab,
                              "group": split_key(row)})
     out.mkdir(parents=True)
     with open(out / "manifest.csv", "w", newline="") as f:
