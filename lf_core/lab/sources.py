@@ -164,7 +164,9 @@ def train_sources(paths, kind: str, out, real_only=(), seed: int = 0, params: di
         log("temperatures: " + ", ".join(f"{k} {v:.2f}" for k, v in sm.temperatures.items()))
     reals = np.concatenate([s["train"][0][s["train"][2] == 0] for s in srcs])
     det = Detector(clf, domain=domain, temperature=T, real_mean=reals.mean(0), source_model=sm)
-    cal = {s["name"]: det.prob_fake(*s["val"][:2]) for s in srcs}
+    cal = {s["name"]: posterior((logit(p_val[s["name"]]) - logit(share))  # det.prob_fake's
+                                / (T if sm is None else sm.temperature(*s["val"][:2])), share)
+           for s in srcs}
     c0 = srcs[0]["codes"]
     det.clf.metrics = {
         "projector": c0.projector, "mirror": True, "classifier": kind, "seed": seed,
