@@ -262,7 +262,7 @@ class DetectorSet:
         ds = DetectorSet(sm, {"dfdc_faces": "faceswap", "ffhq_stylegan": "all", ...},
                          {"faceswap": Detector, "all": Detector})
         ds.judge(w, w_mirror)        # Verdict of the member for the source w looks like
-        ds.pick(w, w_mirror)         # (member name, its Detector, the source) of one face
+        ds.place(w, w_mirror)        # (source, member name, temperature) of each face
 
     `sm` (a SourceModel) names the training source a code looks like; `routes` maps each
     of its sources to a member. The member's log likelihood ratio is then divided by the
@@ -329,44 +329,41 @@ class DetectorSet:
         return []
 
     # -- which member
-    def route(self, w, w_mirror=None) -> tuple[np.ndarray, np.ndarray]:
-        """(source (N,), member name (N,)) of codes w (N, 14, 512)."""
-        w = np.asarray(w, np.float32).reshape(-1, 14, 512)
-        wm = None if w_mirror is None else np.asarray(w_mirror, np.float32).reshape(w.shape)
-        src = self.source_model.nearest(w, wm if self.views == 2 else None)
-        return src, np.array([self.routes[s] for s in src])
-
-    def pick(self, w, w_mirror=None) -> tuple[str, Detector, str]:
-        """(member name, its Detector, the source the face looks like) of one face."""
-        src, mem = self.route(w[:1], None if w_mirror is None else w_mirror[:1])
-        return str(mem[0]), self.members[str(mem[0])], str(src[0])
-
-    def temperature(self, w, w_mirror=None) -> np.ndarray:
-        """(N,) each face's temperature: its sources' own, mixed by the SourceModel."""
+    def _views(self, w, w_mirror):
+        """Codes (N, 14, 512) and, for two-view members, the mirror images' (else None)."""
         w = np.asarray(w, np.float32).reshape(-1, 14, 512)
         wm = None if w_mirror is None or self.views == 1 else np.asarray(
             w_mirror, np.float32).reshape(w.shape)
-        return self.source_model.temperature(w, wm)
+        return w, wm
+
+    def place(self, w, w_mirror=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(source (N,), member name (N,), temperature (N,)) of codes w (N, 14, 512): the
+        source each face looks like, the member that judges it, and its temperature (the
+        sources' own, mixed by the SourceModel)."""
+        src, T = self.source_model.place(*self._views(w, w_mirror))
+        return src, np.array([self.routes[s] for s in src]), T
+
+    def route(self, w, w_mirror=None) -> tuple[np.ndarray, np.ndarray]:
+        """(source (N,), member name (N,)) of codes w (N, 14, 512)."""
+        return self.place(w, w_mirror)[:2]
 
     def expert(self, w, w_mirror=None) -> Detector:
         """The member that judges this face, scoring as the set does for it (its temperature,
         its share of fakes): what explanations of the face's verdict are computed on."""
-        _, det, _ = self.pick(w, w_mirror)
-        T = float(self.temperature(w[:1], None if w_mirror is None else w_mirror[:1])[0])
-        return _AsInSet(det, T, self.train_fake_share)
+        _, mem, T = self.place(w[:1], None if w_mirror is None else w_mirror[:1])
+        return _AsInSet(self.members[str(mem[0])], float(T[0]), self.train_fake_share)
 
     # -- scores
     def prob_fake(self, w, w_mirror=None) -> np.ndarray:
         """(N,) p(fake) under a share of 0.5, each face by its own member."""
-        w = np.asarray(w, np.float32).reshape(-1, 14, 512)
-        wm = None if w_mirror is None else np.asarray(w_mirror, np.float32).reshape(w.shape)
-        _, mem = self.route(w, wm)
+        w, wm = self._views(w, w_mirror)
+        _, mem, T = self.place(w, wm)
         llr = np.zeros(len(w))
         for name in set(mem):
             k, d = mem == name, self.members[name]
             llr[k] = logit(d.prob_fake(w[k], None if wm is None else wm[k])) - logit(
                 d.train_fake_share)
-        return posterior(llr / self.temperature(w, wm), self.train_fake_share)
+        return posterior(llr / T, self.train_fake_share)
 
     def where(self, w, w_mirror=None):
         """As Detector.where, of each face's own member; the source is the set's route."""
@@ -381,9 +378,9 @@ class DetectorSet:
 
     def judge(self, w, w_mirror=None, prior_fake: float = 0.5) -> Verdict:
         """The Verdict of the member for the source the face looks like."""
-        name, det, src = self.pick(w, w_mirror)
-        v = det.judge(w, w_mirror, prior_fake)
-        T = float(self.temperature(w[:1], None if w_mirror is None else w_mirror[:1])[0])
+        src, mem, T = self.place(w[:1], None if w_mirror is None else w_mirror[:1])
+        name, src, T = str(mem[0]), str(src[0]), float(T[0])
+        v = self.members[name].judge(w, w_mirror, prior_fake)
         share = self.train_fake_share
         p = float(posterior((logit(v.prob_fake) - logit(v.train_fake_share)) / T, share))
         return Verdict(p, float(likelihood_ratio(p, share)), float(prior_fake),

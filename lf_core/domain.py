@@ -182,13 +182,19 @@ class SourceModel:
             P = P + z / z.sum(1, keepdims=True)
         return P / len(views)
 
+    def place(self, W, W_mirror=None) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) the name of the source each code most looks like, and (N,) its T: the
+        harmonic mix 1 / sum_s P(s | w) / T_s (one pass of the model for both)."""
+        P = self.proba(W, W_mirror)
+        return np.array(self.names_)[P.argmax(1)], 1.0 / (P @ (1.0 / self.T_))
+
     def temperature(self, W, W_mirror=None) -> np.ndarray:
-        """(N,) each code's T: the harmonic mix 1 / sum_s P(s | w) / T_s."""
-        return 1.0 / (self.proba(W, W_mirror) @ (1.0 / self.T_))
+        """(N,) each code's T (see place)."""
+        return self.place(W, W_mirror)[1]
 
     def nearest(self, W, W_mirror=None) -> np.ndarray:
         """(N,) the name of the source each code most looks like."""
-        return np.array(self.names_)[self.proba(W, W_mirror).argmax(1)]
+        return self.place(W, W_mirror)[0]
 
     # -- storage, as CodeDomain's
     def arrays(self) -> dict[str, np.ndarray]:
